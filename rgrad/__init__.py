@@ -9,7 +9,14 @@ from rgrad.primitives import NormalLogProbGrads
 from rgrad.primitives import normal_log_prob
 from rgrad.primitives import normal_log_prob_grads
 
+# isort: split
 # --- Monte Carlo gradient estimation (distributions, estimators, ...) ---
+from rgrad.distributions import Distribution
+from rgrad.distributions import LogScaleNormal
+from rgrad.distributions import Normal
+from rgrad.estimators import measure_valued_jacobians
+from rgrad.estimators import pathwise_jacobians
+from rgrad.estimators import score_function_jacobians
 
 __all__ = (
   # chain rule
@@ -17,6 +24,12 @@ __all__ = (
   "normal_log_prob",
   "normal_log_prob_grads",
   # Monte Carlo gradient estimation
+  "Distribution",
+  "LogScaleNormal",
+  "Normal",
+  "measure_valued_jacobians",
+  "pathwise_jacobians",
+  "score_function_jacobians",
 )
 
 __version__ = "0.1.0"

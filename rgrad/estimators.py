@@ -1,0 +1,425 @@
+r"""The three core Monte Carlo gradient estimators, over pytrees.
+
+All estimate :math:`\nabla_\theta\, E_{p(x;\theta)}[f(x)]` where the
+distribution is built from arbitrary parameters, ``dist = dist_builder(params)``
+(a :mod:`rgrad.distributions` instance), and share one signature::
+
+  jacobians = estimator(function, params, dist_builder, key, num_samples)
+
+``function`` maps one draw ``x = dist.sample(key)`` (shape
+``[*batch_shape, *event_shape]``, usually ``[d]``) to a scalar cost. The result
+is a pytree like ``params`` whose leaves carry a leading ``num_samples`` axis
+of independent per-sample gradient estimates: their mean is the estimate, their
+spread its Monte Carlo error. Keeping the per-sample values (rather than only
+the mean) is what lets the diagnostics and control variates built on top
+measure variances and combine estimators.
+
+* Pathwise (reparameterization), Mohamed et al. Section 5:
+  :math:`\nabla_\theta E_{p(\epsilon)}[f(g(\epsilon; \theta))]
+  = E_{p(\epsilon)}[\nabla_\theta f(g(\epsilon; \theta))]`.
+* Score function (REINFORCE / likelihood ratio), Section 4:
+  :math:`\nabla_\theta E_p[f(x)]
+  = E_p[(f(x) - b)\nabla_\theta \log p(x;\theta)]`
+  for any constant baseline :math:`b`.
+* Measure-valued (weak derivatives), Section 6: for each parameter
+  coordinate :math:`\partial_{\theta_i} p = c_i (p_i^+ - p_i^-)`, so
+  :math:`\partial_{\theta_i} E_p[f] = c_i (E_{p_i^+}[f] - E_{p_i^-}[f])`.
+
+Validation (outside ``jit``, where values are concrete): ``num_samples`` must be
+a static Python int >= 1; ``dist_builder(params)`` must succeed and return a
+distribution; ``function`` must return a scalar; a non-finite cost raises a
+ValueError that counts them. Under ``jit`` the value checks cannot run, and
+non-finite costs then propagate into non-finite jacobians: they are never
+masked or replaced, so a bad estimate cannot look finite.
+
+References:
+  Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
+  Learning. JMLR 2020, https://arxiv.org/abs/1906.10652.
+  Williams. Simple statistical gradient-following algorithms for connectionist
+  reinforcement learning. Machine Learning 1992 (score function).
+  Pflug. Optimization of Stochastic Models. 1996 (weak derivatives).
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rgrad.distributions import Distribution
+from rgrad.distributions import LogScaleNormal
+from rgrad.distributions import Normal
+
+Function = Callable[[jax.Array], jax.Array]
+DistBuilder = Callable[[Any], Distribution]
+
+
+# ---------------------------------------------------------------------------
+# Argument checks shared by all estimators.
+# ---------------------------------------------------------------------------
+
+
+def _check_num_samples(num_samples: Any, name: str) -> int:
+  if isinstance(num_samples, bool) or not isinstance(
+    num_samples, (int, np.integer)
+  ):
+    raise TypeError(
+      f"{name}: num_samples must be a static Python int (list it in "
+      f"static_argnames under jax.jit), got {type(num_samples).__name__}."
+    )
+  if num_samples < 1:
+    raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+  return int(num_samples)
+
+
+def _build(dist_builder: DistBuilder, params: Any, name: str) -> Distribution:
+  """Calls `dist_builder(params)`, turning a misfit into a clear ValueError."""
+  try:
+    dist = dist_builder(params)
+  except (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerBoolConversionError,
+  ):
+    raise  # A jit problem inside dist_builder, not a params misfit.
+  except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+    raise ValueError(
+      f"{name}: params do not fit dist_builder; dist_builder(params) raised "
+      f"{type(e).__name__}: {e}"
+    ) from e
+  if not isinstance(dist, Distribution):
+    raise TypeError(
+      f"{name}: dist_builder must return an rgrad.distributions.Distribution, "
+      f"got {type(dist).__name__}."
+    )
+  return dist
+
+
+def _check_scalar_cost(
+  function: Function, dist: Distribution, key: chex.PRNGKey, name: str
+) -> None:
+  """Checks, from shapes alone, that `function` maps one draw to a scalar."""
+  x = jax.eval_shape(dist.sample, key)
+  out = jax.eval_shape(function, x)
+  shape = getattr(out, "shape", None)
+  if shape != ():
+    got = f"shape {tuple(shape)}" if shape is not None else type(out).__name__
+    raise ValueError(
+      f"{name}: function must return a scalar cost for one sample of shape "
+      f"{tuple(x.shape)}, got {got}."
+    )
+
+
+def _check_finite(costs: jax.Array, name: str) -> None:
+  """Raises if concrete `costs` contain NaN/inf; under jit they propagate."""
+  try:
+    concrete = np.asarray(costs)
+  except (
+    jax.errors.TracerArrayConversionError,
+    jax.errors.ConcretizationTypeError,
+  ):
+    return
+  bad = int(np.sum(~np.isfinite(concrete)))
+  if bad:
+    raise ValueError(
+      f"{name}: {bad} of {concrete.size} costs are non-finite (NaN or inf); "
+      "the gradient estimate would be meaningless. Under jax.jit they "
+      "propagate into non-finite jacobians instead."
+    )
+
+
+def _scale_leading(values: jax.Array, weights: jax.Array) -> jax.Array:
+  """Multiplies `values` [n, ...] by per-sample `weights` [n]."""
+  return values * weights.reshape(weights.shape + (1,) * (values.ndim - 1))
+
+
+# ---------------------------------------------------------------------------
+# Score function (REINFORCE).
+# ---------------------------------------------------------------------------
+
+
+def score_function_jacobians(
+  function: Function,
+  params: Any,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  baseline: jax.typing.ArrayLike = 0.0,
+  return_costs: bool = False,
+):
+  r"""Score-function (REINFORCE, likelihood-ratio) gradient estimator.
+
+  .. math:: \nabla_\theta E_{p(x;\theta)}[f(x)]
+            = E_{p(x;\theta)}[(f(x) - b)\, \nabla_\theta \log p(x;\theta)],
+
+  unbiased for any baseline :math:`b` independent of :math:`x` because
+  :math:`E_p[\nabla_\theta \log p] = 0`. Needs neither a differentiable
+  ``function`` nor a reparameterizable distribution, so it also covers
+  ``Bernoulli`` and ``Categorical``. The distribution's hand-derived
+  ``score(x)`` (a gradient w.r.t. its own fields) is pulled back to ``params``
+  with the VJP of ``dist_builder``: any parameterization of ``params`` works
+  (``log_scale``, softplus, a network...) without differentiating ``log_prob``.
+
+  Args:
+    function: one draw ``x`` -> scalar cost; need not be differentiable.
+    params: pytree of parameters.
+    dist_builder: ``params`` -> distribution.
+    key: PRNG key, consumed.
+    num_samples: static number of draws, a Python int >= 1.
+    baseline: a scalar, or one value per sample ``[num_samples]``, subtracted
+      from the costs; it must not depend on the draw it multiplies (a
+      leave-one-out baseline lives in :mod:`rgrad.control_variates`).
+    return_costs: also return the costs ``[num_samples]``.
+
+  Returns:
+    A pytree like ``params`` with leaves ``[num_samples, *leaf.shape]``; with
+    ``return_costs``, the pair ``(jacobians, costs)``.
+
+  Raises:
+    ValueError: bad ``num_samples``, ``params`` that do not fit
+      ``dist_builder``, a non-scalar cost, a baseline of the wrong shape, or
+      (outside jit) non-finite costs.
+    TypeError: ``num_samples`` not a Python int, or ``dist_builder`` not
+      returning a distribution.
+
+  References:
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652, Section 4.
+  """
+  name = "score_function_jacobians"
+  num_samples = _check_num_samples(num_samples, name)
+  dist = _build(dist_builder, params, name)
+  _check_scalar_cost(function, dist, key, name)
+  baseline = jnp.asarray(baseline)
+  if baseline.shape not in ((), (num_samples,)):
+    raise ValueError(
+      f"{name}: baseline must be a scalar or have shape ({num_samples},), "
+      f"got {tuple(baseline.shape)}."
+    )
+
+  # The draws are data here, never differentiated through.
+  xs = jax.lax.stop_gradient(dist.sample(key, (num_samples,)))
+  del key
+  costs = jax.vmap(function)(xs)  # [num_samples]
+  _check_finite(costs, name)
+  scores = jax.vmap(dist.score)(xs)  # like dist, leaves [num_samples, *field]
+  weighted = jax.tree.map(
+    lambda s: _scale_leading(s, (costs - baseline).astype(s.dtype)), scores
+  )
+  # The VJP is linear in its cotangent, so vmapping it over per-sample
+  # cotangents gives the per-sample pull-backs in one batched pass.
+  _, pullback = jax.vjp(dist_builder, params)
+  (jacobians,) = jax.vmap(pullback)(weighted)
+  return (jacobians, costs) if return_costs else jacobians
+
+
+# ---------------------------------------------------------------------------
+# Pathwise (reparameterization).
+# ---------------------------------------------------------------------------
+
+
+def pathwise_jacobians(
+  function: Function,
+  params: Any,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  return_costs: bool = False,
+):
+  r"""Pathwise (reparameterization) gradient estimator.
+
+  .. math:: \nabla_\theta E_{p(x;\theta)}[f(x)]
+            = E_{p(\epsilon)}[\nabla_x f(g(\epsilon;\theta))\,
+              \nabla_\theta g(\epsilon;\theta)],
+
+  where ``dist.sample`` realizes :math:`x = g(\epsilon; \theta)`, explicitly
+  (Gaussians) or implicitly (``Gamma``, via the implicit reparameterization
+  gradient that ``jax.random.gamma`` defines). Requires a differentiable
+  ``function``. Each sample gets its own key, and ``jax.value_and_grad`` is
+  vmapped over the keys: the whole path ``params -> dist -> x -> f(x)`` is
+  differentiated, so any parameterization of ``params`` works.
+
+  Args:
+    function: one draw ``x`` -> scalar cost, differentiable in ``x``.
+    params: pytree of parameters.
+    dist_builder: ``params`` -> a distribution with ``reparameterized=True``.
+    key: PRNG key, consumed.
+    num_samples: static number of draws, a Python int >= 1.
+    return_costs: also return the costs ``[num_samples]``.
+
+  Returns:
+    A pytree like ``params`` with leaves ``[num_samples, *leaf.shape]``; with
+    ``return_costs``, the pair ``(jacobians, costs)``.
+
+  Raises:
+    ValueError: a distribution without a pathwise sampler (``Bernoulli``,
+      ``Categorical``), bad ``num_samples``, ``params`` that do not fit
+      ``dist_builder``, a non-scalar cost, or (outside jit) non-finite costs.
+    TypeError: as for :func:`score_function_jacobians`.
+
+  References:
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652, Section 5.
+    Figurnov et al. 2018, https://arxiv.org/abs/1805.08498 (implicit).
+  """
+  name = "pathwise_jacobians"
+  num_samples = _check_num_samples(num_samples, name)
+  dist = _build(dist_builder, params, name)
+  if not type(dist).reparameterized:
+    raise ValueError(
+      f"{name}: {type(dist).__name__} has no pathwise sampler "
+      "(reparameterized=False), so its samples cannot be differentiated; use "
+      "score_function_jacobians instead."
+    )
+  _check_scalar_cost(function, dist, key, name)
+
+  def cost(p, k):
+    return function(dist_builder(p).sample(k))
+
+  keys = jax.random.split(key, num_samples)
+  del key
+  costs, jacobians = jax.vmap(jax.value_and_grad(cost), in_axes=(None, 0))(
+    params, keys
+  )
+  _check_finite(costs, name)
+  return (jacobians, costs) if return_costs else jacobians
+
+
+# ---------------------------------------------------------------------------
+# Measure-valued (weak derivatives) for the Gaussian.
+# ---------------------------------------------------------------------------
+
+
+def measure_valued_jacobians(
+  function: Function,
+  params: Any,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  coupling: bool = True,
+):
+  r"""Measure-valued gradient estimator for a diagonal Gaussian.
+
+  A weak derivative writes :math:`\partial_{\theta_i} N(x; \mu, \sigma^2)` as a
+  scaled difference of two densities, :math:`c_i (p_i^+ - p_i^-)`; for a
+  factorized distribution only coordinate :math:`i` changes, the others are
+  drawn from :math:`p` itself (shared by both sides). For one coordinate
+  (Mohamed et al. Table 1, :math:`W \sim` Rayleigh, i.e. Weibull with scale
+  :math:`\sqrt2` and shape 2; :math:`M \sim` double-sided Maxwell):
+
+  .. math::
+    \partial_\mu E[f] = \frac{1}{\sqrt{2\pi}\,\sigma}
+      \big(E f(\mu + \sigma W) - E f(\mu - \sigma W')\big), \qquad
+    \partial_\sigma E[f] = \frac{1}{\sigma}
+      \big(E f(\mu + \sigma M) - E f(\mu + \sigma \epsilon)\big).
+
+  With ``coupling=True`` the two sides share random numbers: :math:`W' = W`,
+  and :math:`\epsilon = U M` with :math:`U \sim U(0, 1)` (a uniform multiple
+  of a double-sided Maxwell draw is standard normal), which reduces the
+  variance for smooth ``function``. The estimate is unbiased either way and
+  needs no derivative of ``function``; it costs ``2 * d`` evaluations of
+  ``function`` per sample for ``d`` Gaussian coordinates.
+
+  Gradients w.r.t. :math:`(\mu, \sigma)` are mapped to the distribution's own
+  fields (:math:`\partial_{\log\sigma} = \sigma\,\partial_\sigma` for
+  :class:`LogScaleNormal`) and pulled back to ``params`` with the VJP of
+  ``dist_builder``.
+
+  Args:
+    function: one draw ``x`` -> scalar cost; need not be differentiable.
+    params: pytree of parameters.
+    dist_builder: ``params`` -> a :class:`Normal` or :class:`LogScaleNormal`.
+    key: PRNG key, consumed.
+    num_samples: static number of draws, a Python int >= 1.
+    coupling: share random numbers between the positive and negative parts.
+
+  Returns:
+    A pytree like ``params`` with leaves ``[num_samples, *leaf.shape]``.
+
+  Raises:
+    ValueError: a non-Gaussian distribution, bad ``num_samples``, ``params``
+      that do not fit ``dist_builder``, a non-scalar cost, or (outside jit)
+      non-finite costs.
+    TypeError: as for :func:`score_function_jacobians`.
+
+  References:
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652, Section 6, Table 1.
+  """
+  name = "measure_valued_jacobians"
+  num_samples = _check_num_samples(num_samples, name)
+  dist = _build(dist_builder, params, name)
+  if not isinstance(dist, (Normal, LogScaleNormal)):
+    raise ValueError(
+      f"{name}: implemented for the diagonal Gaussian (Normal, "
+      f"LogScaleNormal) only, got {type(dist).__name__}."
+    )
+  _check_scalar_cost(function, dist, key, name)
+
+  shape = dist.loc.shape
+  dim = math.prod(shape)
+  loc = dist.loc.reshape(dim)  # [d]
+  scale = dist.scale.reshape(dim)  # [d]
+  dtype = loc.dtype
+  k_base, k_mean_pos, k_mean_neg, k_scale_pos, k_scale_neg = jax.random.split(
+    key, 5
+  )
+  del key
+  noise_shape = (num_samples, dim)
+
+  # The coordinates that do not move: one draw of p per sample, shared by the
+  # positive and negative part of every coordinate.
+  base = dist.sample(k_base, (num_samples,)).reshape(noise_shape)  # [n, d]
+
+  # Rayleigh(1) = Weibull(scale sqrt 2, concentration 2): density w e^{-w^2/2}.
+  w_pos = jax.random.weibull_min(
+    k_mean_pos, math.sqrt(2.0), 2.0, noise_shape, dtype
+  )
+  w_neg = (
+    w_pos
+    if coupling
+    else jax.random.weibull_min(
+      k_mean_neg, math.sqrt(2.0), 2.0, noise_shape, dtype
+    )
+  )
+  m_pos = jax.random.double_sided_maxwell(
+    k_scale_pos, 0.0, 1.0, noise_shape, dtype
+  )
+  eps_neg = (
+    jax.random.uniform(k_scale_neg, noise_shape, dtype) * m_pos
+    if coupling
+    else jax.random.normal(k_scale_neg, noise_shape, dtype)
+  )
+
+  def side_costs(diag):
+    """Costs with coordinate i of `base` replaced by diag[:, i], all i."""
+    # [n, d, d]: row i is the base draw with its i-th coordinate replaced.
+    eye = jnp.eye(dim, dtype=bool)
+    xs = jnp.where(eye, diag[:, :, None], base[:, None, :])
+    xs = xs.reshape((num_samples, dim) + shape)
+    return jax.vmap(jax.vmap(function))(xs)  # [n, d]
+
+  mean_pos = side_costs(loc + scale * w_pos)
+  mean_neg = side_costs(loc - scale * w_neg)
+  scale_pos = side_costs(loc + scale * m_pos)
+  scale_neg = side_costs(loc + scale * eps_neg)
+  _check_finite(jnp.stack([mean_pos, mean_neg, scale_pos, scale_neg]), name)
+
+  d_loc = (mean_pos - mean_neg) / (math.sqrt(2.0 * math.pi) * scale)
+  d_scale = (scale_pos - scale_neg) / scale  # both [n, d]
+  # Cotangents must match the primal dtypes (a float32 cost may meet float64
+  # parameters).
+  d_loc = d_loc.reshape((num_samples,) + shape).astype(dtype)
+  d_scale = d_scale.reshape((num_samples,) + shape).astype(dtype)
+  if isinstance(dist, Normal):
+    cotangents = Normal._unchecked(loc=d_loc, scale=d_scale)
+  else:
+    # sigma = exp(log sigma): d/dlog sigma = sigma d/dsigma.
+    cotangents = LogScaleNormal._unchecked(
+      loc=d_loc, log_scale=d_scale * dist.scale
+    )
+  _, pullback = jax.vjp(dist_builder, params)
+  (jacobians,) = jax.vmap(pullback)(cotangents)
+  return jacobians
