@@ -11,8 +11,12 @@ from rgrad.primitives import normal_log_prob_grads
 
 # isort: split
 # --- Monte Carlo gradient estimation (distributions, estimators, ...) ---
+from rgrad.distributions import Bernoulli
+from rgrad.distributions import Categorical
 from rgrad.distributions import Distribution
+from rgrad.distributions import Gamma
 from rgrad.distributions import LogScaleNormal
+from rgrad.distributions import MultivariateNormalTriL
 from rgrad.distributions import Normal
 from rgrad.estimators import measure_valued_jacobians
 from rgrad.estimators import pathwise_jacobians
@@ -24,8 +28,12 @@ __all__ = (
   "normal_log_prob",
   "normal_log_prob_grads",
   # Monte Carlo gradient estimation
+  "Bernoulli",
+  "Categorical",
   "Distribution",
+  "Gamma",
   "LogScaleNormal",
+  "MultivariateNormalTriL",
   "Normal",
   "measure_valued_jacobians",
   "pathwise_jacobians",

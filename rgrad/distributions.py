@@ -342,3 +342,312 @@ class LogScaleNormal(_Factorized):
     """:math:`\\nabla_{(\\mu, \\log\\sigma)} \\log p(x)` for one draw `x`."""
     grads = normal_log_prob_grads(self._check_x(x), self.loc, self.scale)
     return LogScaleNormal._unchecked(loc=grads.loc, log_scale=grads.log_scale)
+
+
+class MultivariateNormalTriL(Distribution):
+  r"""Full-covariance Gaussian :math:`N(\mu, L L^\top)`, Cholesky-parameterized.
+
+  Reparameterized as :math:`x = \mu + L\epsilon`. Only the lower triangle of
+  `scale_tril` is read (the strict upper triangle is ignored by every method,
+  so its pathwise gradient and its score are both zero). With
+  :math:`z = L^{-1}(x - \mu)`,
+  :math:`\log p = -\tfrac12 z^\top z - \sum_i \log L_{ii} - \tfrac d2\log 2\pi`,
+  and, since :math:`dz = -L^{-1} dL\, z`,
+
+  .. math:: \nabla_\mu \log p = L^{-\top} z, \qquad
+            \nabla_L \log p = \mathrm{tril}\big(L^{-\top}(z z^\top - I)\big)
+            = \mathrm{tril}\big((L^{-\top}z) z^\top\big)
+              - \mathrm{diag}(1/L_{ii}),
+
+  the last step because :math:`L^{-\top}` is upper triangular with diagonal
+  :math:`1/L_{ii}`.
+
+  Attributes:
+    loc: means, ``[*batch_shape, d]``.
+    scale_tril: lower-triangular factors with positive diagonal,
+      ``[*batch_shape, d, d]`` (batch shapes broadcast).
+  """
+
+  _fields = ("loc", "scale_tril")
+  reparameterized = True
+  loc: jax.Array
+  scale_tril: jax.Array
+
+  def __init__(
+    self, loc: jax.typing.ArrayLike, scale_tril: jax.typing.ArrayLike
+  ):
+    name = type(self).__name__
+    loc = _as_float_array(loc, name, "loc")
+    scale_tril = _as_float_array(scale_tril, name, "scale_tril")
+    if loc.ndim < 1:
+      raise ValueError(f"{name}: loc must be at least 1-D [..., d], got [].")
+    d = loc.shape[-1]
+    if scale_tril.ndim < 2 or scale_tril.shape[-2:] != (d, d):
+      raise ValueError(
+        f"{name}: scale_tril must have shape [..., {d}, {d}] to match loc "
+        f"{list(loc.shape)}, got {list(scale_tril.shape)}."
+      )
+    try:
+      batch = jnp.broadcast_shapes(loc.shape[:-1], scale_tril.shape[:-2])
+    except ValueError as e:
+      raise ValueError(
+        f"{name}: batch shapes of loc {list(loc.shape)} and scale_tril "
+        f"{list(scale_tril.shape)} do not broadcast."
+      ) from e
+    loc = jnp.broadcast_to(loc, batch + (d,))
+    scale_tril = jnp.broadcast_to(scale_tril, batch + (d, d))
+    _check_positive(
+      jnp.diagonal(scale_tril, axis1=-2, axis2=-1), name, "diag(scale_tril)"
+    )
+    object.__setattr__(self, "loc", loc)
+    object.__setattr__(self, "scale_tril", scale_tril)
+
+  @property
+  def batch_shape(self) -> tuple[int, ...]:
+    return tuple(self.loc.shape[:-1])
+
+  @property
+  def event_shape(self) -> tuple[int, ...]:
+    return tuple(self.loc.shape[-1:])
+
+  def _tril(self) -> jax.Array:
+    return jnp.tril(self.scale_tril)
+
+  def _whiten(self, x: jax.typing.ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Returns ``(L, z)``, ``z = L^{-1}(x - loc)``, L broadcast against x."""
+    x = jnp.asarray(x)
+    shape = tuple(self.loc.shape)
+    if x.ndim < len(shape) or x.shape[x.ndim - len(shape) :] != shape:
+      raise ValueError(
+        f"{type(self).__name__}: x must have shape [..., *{list(shape)}] "
+        f"(batch and event shape), got {list(x.shape)}."
+      )
+    tril = jnp.broadcast_to(self._tril(), x.shape + x.shape[-1:])
+    z = jax.scipy.linalg.solve_triangular(
+      tril, (x - self.loc)[..., None], lower=True
+    )[..., 0]
+    return tril, z
+
+  def sample(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> jax.Array:
+    """Draws ``loc + L eps``, shape ``[*sample_shape, *batch_shape, d]``."""
+    shape = _sample_shape(sample_shape) + self.loc.shape
+    eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
+    return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps)
+
+  def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
+    tril, z = self._whiten(x)
+    log_det = jnp.sum(jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)), -1)
+    d = self.loc.shape[-1]
+    return -0.5 * jnp.sum(jnp.square(z), -1) - log_det - d * _HALF_LOG_TWO_PI
+
+  def score(self, x: jax.typing.ArrayLike) -> "MultivariateNormalTriL":
+    """:math:`\\nabla_{(\\mu, L)} \\log p(x)` for one draw `x` (see class)."""
+    tril, z = self._whiten(x)
+    # L^{-T} z, by a transposed triangular solve rather than an inverse.
+    d_loc = jax.scipy.linalg.solve_triangular(
+      tril, z[..., None], lower=True, trans="T"
+    )[..., 0]
+    inv_diag = 1.0 / jnp.diagonal(tril, axis1=-2, axis2=-1)
+    d_tril = jnp.tril(d_loc[..., :, None] * z[..., None, :]) - (
+      inv_diag[..., :, None] * jnp.eye(z.shape[-1], dtype=z.dtype)
+    )
+    return MultivariateNormalTriL._unchecked(loc=d_loc, scale_tril=d_tril)
+
+
+# ---------------------------------------------------------------------------
+# Discrete distributions (no pathwise sampler).
+# ---------------------------------------------------------------------------
+
+
+class Bernoulli(_Factorized):
+  r"""Independent Bernoulli variables with logits :math:`\eta`.
+
+  :math:`\log p(x) = x\eta - \mathrm{softplus}(\eta)` for :math:`x \in \{0,1\}`,
+  so :math:`\partial_\eta \log p(x) = x - \sigma(\eta)`. Draws are floats (0.0
+  or 1.0) so that costs can be written arithmetically; they are not
+  differentiable in :math:`\eta` (``reparameterized = False``).
+
+  Attributes:
+    logits: ``[*batch_shape, d]`` (or scalar).
+  """
+
+  _fields = ("logits",)
+  reparameterized = False
+  logits: jax.Array
+
+  def __init__(self, logits: jax.typing.ArrayLike):
+    logits = _as_float_array(logits, type(self).__name__, "logits")
+    object.__setattr__(self, "logits", logits)
+
+  @property
+  def probs(self) -> jax.Array:
+    return jax.nn.sigmoid(self.logits)
+
+  def sample(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> jax.Array:
+    shape = _sample_shape(sample_shape) + self.logits.shape
+    # A draw is a step function of the logits: no gradient flows through it.
+    logits = jax.lax.stop_gradient(self.logits)
+    draws = jax.random.bernoulli(key, jax.nn.sigmoid(logits), shape)
+    return draws.astype(self.logits.dtype)
+
+  def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
+    x = self._check_x(x)
+    # x * eta - softplus(eta): finite for any logits, unlike log(sigmoid).
+    values = x * self.logits - jax.nn.softplus(self.logits)
+    return _sum_event(values, len(self.event_shape))
+
+  def score(self, x: jax.typing.ArrayLike) -> "Bernoulli":
+    x = self._check_x(x)
+    return Bernoulli._unchecked(logits=x - jax.nn.sigmoid(self.logits))
+
+
+class Categorical(Distribution):
+  r"""Categorical over :math:`\{0, \dots, k-1\}` with logits :math:`\eta`.
+
+  :math:`\log p(x) = \eta_x - \mathrm{logsumexp}(\eta)`, so
+  :math:`\nabla_\eta \log p(x) = e_x - \mathrm{softmax}(\eta)`. Draws are
+  integer indices (event shape ``()``); ``reparameterized = False``.
+
+  Attributes:
+    logits: ``[*batch_shape, k]``.
+  """
+
+  _fields = ("logits",)
+  reparameterized = False
+  logits: jax.Array
+
+  def __init__(self, logits: jax.typing.ArrayLike):
+    name = type(self).__name__
+    logits = _as_float_array(logits, name, "logits")
+    if logits.ndim < 1 or logits.shape[-1] < 1:
+      raise ValueError(
+        f"{name}: logits must have shape [..., k] with k >= 1, got "
+        f"{list(logits.shape)}."
+      )
+    object.__setattr__(self, "logits", logits)
+
+  @property
+  def batch_shape(self) -> tuple[int, ...]:
+    return tuple(self.logits.shape[:-1])
+
+  @property
+  def event_shape(self) -> tuple[int, ...]:
+    return ()
+
+  @property
+  def probs(self) -> jax.Array:
+    return jax.nn.softmax(self.logits, axis=-1)
+
+  def _check_x(self, x: jax.typing.ArrayLike) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+      raise TypeError(
+        f"{type(self).__name__}: x must hold integer category indices, got "
+        f"dtype {x.dtype}."
+      )
+    batch = self.batch_shape
+    if x.ndim < len(batch) or x.shape[x.ndim - len(batch) :] != batch:
+      raise ValueError(
+        f"{type(self).__name__}: x must have shape [..., *{list(batch)}] "
+        f"(batch shape), got {list(x.shape)}."
+      )
+    return x
+
+  def sample(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> jax.Array:
+    shape = _sample_shape(sample_shape) + self.batch_shape
+    logits = jax.lax.stop_gradient(self.logits)
+    return jax.random.categorical(key, logits, axis=-1, shape=shape)
+
+  def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
+    x = self._check_x(x)
+    log_probs = jax.nn.log_softmax(self.logits, axis=-1)
+    log_probs = jnp.broadcast_to(log_probs, x.shape + log_probs.shape[-1:])
+    return jnp.take_along_axis(log_probs, x[..., None], axis=-1)[..., 0]
+
+  def score(self, x: jax.typing.ArrayLike) -> "Categorical":
+    x = self._check_x(x)
+    k = self.logits.shape[-1]
+    one_hot = jax.nn.one_hot(x, k, dtype=self.logits.dtype)
+    return Categorical._unchecked(logits=one_hot - self.probs)
+
+
+# ---------------------------------------------------------------------------
+# Gamma (implicit reparameterization).
+# ---------------------------------------------------------------------------
+
+
+class Gamma(_Factorized):
+  r"""Independent Gamma variables, shape :math:`\alpha`, rate :math:`\beta`.
+
+  .. math:: \log p(x) = (\alpha - 1)\log x - \beta x + \alpha\log\beta
+            - \log\Gamma(\alpha),
+
+  .. math:: \partial_\alpha \log p = \log x + \log\beta - \psi(\alpha),
+            \qquad \partial_\beta \log p = \alpha/\beta - x,
+
+  with :math:`\psi` the digamma function. Draws are :math:`x = y/\beta`,
+  :math:`y \sim \mathrm{Gamma}(\alpha, 1)` from ``jax.random.gamma``, whose
+  derivative w.r.t. :math:`\alpha` is the implicit reparameterization
+  gradient :math:`dy/d\alpha = -\partial_\alpha F(y;\alpha) / p(y;\alpha)`
+  (Figurnov et al. 2018), so the pathwise estimator applies.
+
+  Attributes:
+    concentration: :math:`\alpha > 0`, ``[*batch_shape, d]`` (or scalar).
+    rate: :math:`\beta > 0`, broadcast against `concentration`.
+  """
+
+  _fields = ("concentration", "rate")
+  reparameterized = True
+  concentration: jax.Array
+  rate: jax.Array
+
+  def __init__(
+    self,
+    concentration: jax.typing.ArrayLike,
+    rate: jax.typing.ArrayLike,
+  ):
+    name = type(self).__name__
+    concentration = _as_float_array(concentration, name, "concentration")
+    rate = _as_float_array(rate, name, "rate")
+    concentration, rate = _broadcast(
+      name, concentration=concentration, rate=rate
+    )
+    _check_positive(concentration, name, "concentration")
+    _check_positive(rate, name, "rate")
+    object.__setattr__(self, "concentration", concentration)
+    object.__setattr__(self, "rate", rate)
+
+  def sample(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> jax.Array:
+    shape = _sample_shape(sample_shape) + self.concentration.shape
+    unit = jax.random.gamma(
+      key, self.concentration, shape, dtype=self.concentration.dtype
+    )
+    return unit / self.rate
+
+  def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
+    x = self._check_x(x)
+    a, b = self.concentration, self.rate
+    # xlogy keeps (alpha - 1) log x at 0 for alpha = 1, x = 0.
+    values = (
+      jax.scipy.special.xlogy(a - 1.0, x)
+      - b * x
+      + a * jnp.log(b)
+      - jax.scipy.special.gammaln(a)
+    )
+    return _sum_event(values, len(self.event_shape))
+
+  def score(self, x: jax.typing.ArrayLike) -> "Gamma":
+    x = self._check_x(x)
+    a, b = self.concentration, self.rate
+    return Gamma._unchecked(
+      concentration=jnp.log(x) + jnp.log(b) - jax.scipy.special.digamma(a),
+      rate=a / b - x,
+    )
