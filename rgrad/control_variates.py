@@ -1,0 +1,922 @@
+r"""Variance reduction for Monte Carlo gradient estimators.
+
+All estimators in this module target the same quantity as those of
+:mod:`rgrad.estimators`,
+
+.. math:: \eta = \nabla_\theta\, \mathbb{E}_{p(x;\theta)}[f(x)],
+
+share their signature ``(function, params, dist_builder, key, num_samples)``
+and return per-sample jacobians: a pytree like ``params`` whose leaves carry a
+leading ``num_samples`` axis and whose mean over that axis is the estimate.
+They are unbiased; what they change is the variance.
+
+The module follows Mohamed et al. (2020), Section 7:
+
+* **Baselines** (7.2 / 7.4.1). For the score function estimator any constant
+  :math:`b` may be subtracted from the cost, because
+  :math:`\mathbb{E}[\nabla_\theta \log p(x;\theta)] = 0`:
+
+  .. math:: \hat\eta = \tfrac1K \textstyle\sum_i (f(x_i) - b)\,
+            \nabla_\theta \log p(x_i;\theta).
+
+  A *constant* baseline is the ``baseline=`` argument of
+  :func:`rgrad.estimators.score_function_jacobians`. It stays unbiased as long
+  as :math:`b` does not depend on the samples it is used with, which is what a
+  moving average of *past* costs gives (:class:`MovingAverageBaselineState`)::
+
+    b = moving_average_baseline_value(state)      # from earlier steps only
+    jac, costs = score_function_jacobians(
+        f, params, dist_builder, key, num_samples, baseline=b,
+        return_costs=True)
+    state = moving_average_baseline_update(state, costs)   # after use
+
+  The leave-one-out baseline (:func:`leave_one_out_jacobians`) uses the other
+  samples of the same batch instead (Kool et al., 2019).
+
+* **Control variates** (7.1, 7.4). For any :math:`h` with a known
+  :math:`\nabla_\theta \mathbb{E}_p[h]`,
+  :math:`\hat\eta - c\,(\hat\eta_h - \nabla_\theta \mathbb{E}_p[h])` is
+  unbiased for every :math:`c` fixed independently of the samples;
+  :func:`control_variate_jacobians` with the delta-method control variate
+  (:func:`delta_method_control_variate`, Section 7.4.2).
+
+* **Antithetic sampling** (Section 8.2 on sampling-based variance reduction;
+  Owen, *Monte Carlo theory, methods and examples*, Ch. 8.2): draws come in
+  pairs :math:`(\mu + \sigma\epsilon, \mu - \sigma\epsilon)`
+  (:func:`antithetic_pathwise_jacobians`,
+  :func:`antithetic_score_function_jacobians`).
+
+All functions are pure: keys are explicit and never reused, and states are
+returned, not mutated. Sizes (``num_samples``, ``num_coefficient_samples``) and
+names (``estimator``, ``control_variate``) are static arguments under
+``jax.jit``.
+
+References:
+  Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
+  Learning. JMLR 2020, https://arxiv.org/abs/1906.10652 (Sections 7 and 8).
+  Kool, van Hoof, Welling. Buy 4 REINFORCE Samples, Get a Baseline for Free!
+  ICLR 2019 workshop, https://openreview.net/forum?id=r1lgTGL5DE.
+  Paisley, Blei, Jordan. Variational Bayesian Inference with Stochastic Search.
+  ICML 2012, https://icml.cc/2012/papers/687.pdf (the delta-method control
+  variate).
+"""
+
+from collections.abc import Callable
+from typing import Any
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rgrad import distributions
+from rgrad import estimators
+
+Params = chex.ArrayTree
+DistBuilder = Callable[[Params], distributions.Distribution]
+CostFunction = Callable[[jax.Array], jax.typing.ArrayLike]
+
+
+# ---------------------------------------------------------------------------
+# Argument checks shared by the estimators below.
+# ---------------------------------------------------------------------------
+
+
+def _check_num_samples(
+  num_samples: Any, name: str, *, minimum: int = 1, even: bool = False
+) -> None:
+  """Checks that `num_samples` is a static Python int >= `minimum`."""
+  if isinstance(num_samples, bool) or not isinstance(
+    num_samples, (int, np.integer)
+  ):
+    raise TypeError(
+      f"{name} must be a Python int (it is static under jit), got "
+      f"{type(num_samples).__name__} {num_samples!r}."
+    )
+  if num_samples < minimum:
+    raise ValueError(f"{name} must be >= {minimum}, got {num_samples}.")
+  if even and num_samples % 2:
+    raise ValueError(
+      f"{name} must be even (samples come in antithetic pairs), got "
+      f"{num_samples}."
+    )
+
+
+def _concrete(value: jax.typing.ArrayLike) -> np.ndarray | None:
+  """Returns `value` as NumPy if it is concrete, None if it is traced."""
+  try:
+    return np.asarray(value)
+  except (
+    jax.errors.TracerArrayConversionError,
+    jax.errors.ConcretizationTypeError,
+  ):
+    return None
+
+
+def _vmap_costs(
+  function: CostFunction, samples: jax.Array, num_samples: int
+) -> jax.Array:
+  """Evaluates `function` on each sample; checks it returns a scalar."""
+  costs = jax.vmap(function)(samples)  # [num_samples]
+  if jnp.shape(costs) != (num_samples,):
+    raise ValueError(
+      "function must map one sample to a scalar cost; on a batch of "
+      f"{num_samples} samples it returned shape {list(jnp.shape(costs))}."
+    )
+  return costs
+
+
+def _check_finite(costs: jax.Array) -> None:
+  """Raises if concrete `costs` hold NaN/inf (under jit they propagate)."""
+  concrete = _concrete(costs)
+  if concrete is not None and not np.all(np.isfinite(concrete)):
+    bad = int(np.sum(~np.isfinite(concrete)))
+    raise ValueError(
+      f"{bad} of {concrete.size} costs are non-finite (NaN or inf); the "
+      "gradient estimate would be meaningless."
+    )
+
+
+def _pulled_back_scores(
+  params: Params,
+  dist_builder: DistBuilder,
+  dist: distributions.Distribution,
+  samples: jax.Array,
+  weights: jax.Array,
+) -> Params:
+  """Per-sample ``weights[i] * grad_params log p(samples[i]; params)``.
+
+  The same pull-back as :func:`rgrad.estimators.score_function_jacobians`
+  (hand-derived ``dist.score`` mapped to `params` by the VJP of
+  `dist_builder`), for draws that estimator does not make itself.
+  """
+  scores = jax.vmap(dist.score)(samples)  # like dist, leaves [n, *field]
+  weighted = jax.tree.map(
+    lambda s: _broadcast_samples(weights.astype(s.dtype), s), scores
+  )
+  _, pullback = jax.vjp(dist_builder, params)
+  (jacobians,) = jax.vmap(pullback)(weighted)
+  return jacobians
+
+
+def _broadcast_samples(factor: jax.Array, values: jax.Array) -> jax.Array:
+  """Multiplies `values` ``[num_samples, ...]`` by ``factor[num_samples]``."""
+  return factor.reshape(factor.shape + (1,) * (values.ndim - 1)) * values
+
+
+# ---------------------------------------------------------------------------
+# Moving-average baseline.
+# ---------------------------------------------------------------------------
+
+
+class MovingAverageBaselineState(NamedTuple):
+  """State of a zero-debiased exponential moving average of the cost.
+
+  Attributes:
+    value: the *debiased* moving average
+      :math:`\\hat m_t = m_t / (1 - \\beta^t)` after `count` updates (0.0 before
+      the first update), a float scalar.
+    count: the number of updates :math:`t`, an int32 scalar.
+  """
+
+  value: jax.Array
+  count: jax.Array
+
+
+def moving_average_baseline_init(
+  dtype: jax.typing.DTypeLike | None = None,
+) -> MovingAverageBaselineState:
+  """Returns the state before any cost has been seen (baseline 0).
+
+  Args:
+    dtype: float dtype of the running value; defaults to JAX's default float
+      (float64 with ``jax_enable_x64``).
+  """
+  dtype = jnp.result_type(float) if dtype is None else dtype
+  return MovingAverageBaselineState(
+    value=jnp.zeros((), dtype), count=jnp.zeros((), jnp.int32)
+  )
+
+
+def moving_average_baseline_update(
+  state: MovingAverageBaselineState,
+  costs: jax.typing.ArrayLike,
+  decay: float = 0.9,
+) -> MovingAverageBaselineState:
+  r"""Folds the mean of a batch of costs into the moving average.
+
+  The biased average :math:`m_t = \beta m_{t-1} + (1-\beta)\bar c_t`,
+  :math:`m_0 = 0`, underestimates the cost scale by the factor
+  :math:`1 - \beta^t` early on; Adam divides it out (Kingma & Ba, 2015,
+  Section 3). The state keeps the debiased :math:`\hat m_t = m_t/(1-\beta^t)`
+  directly, which obeys
+
+  .. math:: \hat m_t = \frac{\beta (1 - \beta^{t-1})\,\hat m_{t-1}
+                             + (1 - \beta)\,\bar c_t}{1 - \beta^t},
+
+  so :math:`\hat m_1 = \bar c_1` and the value is a convex combination of the
+  batch means seen so far with weights :math:`\propto \beta^{t-s}`. (The former
+  ``optax.monte_carlo.moving_avg_baseline`` also offered the heuristic
+  :math:`\min(\beta, (1+t)/(10+t))` against the same start-up bias; debiasing
+  removes that bias exactly, so it is not needed.) Use the same `decay` for
+  every update of one state.
+
+  The costs are wrapped in ``stop_gradient``: the baseline is a statistic of
+  past costs, never a path for gradients.
+
+  Args:
+    state: the current state.
+    costs: costs of the latest batch, any non-empty shape (their mean is used);
+      typically the ``costs`` returned with ``return_costs=True``.
+    decay: :math:`\beta \in [0, 1)`; 0 keeps only the latest batch mean.
+
+  Returns:
+    The new state; `state` is not modified.
+
+  Raises:
+    ValueError: if `costs` is empty, or `decay` is concrete and outside
+      ``[0, 1)``.
+  """
+  costs = jnp.asarray(costs)
+  if costs.size == 0:
+    raise ValueError("costs must be non-empty to update the moving average.")
+  concrete_decay = _concrete(decay)
+  if concrete_decay is not None and not (0.0 <= concrete_decay < 1.0):
+    raise ValueError(f"decay must be in [0, 1), got {decay}.")
+  dtype = state.value.dtype
+  decay = jnp.asarray(decay, dtype)
+  batch_mean = jax.lax.stop_gradient(jnp.mean(costs).astype(dtype))
+  count = state.count + 1
+  # 1 - beta^(t-1) and 1 - beta^t, the debiasing normalisers before and after.
+  previous_mass = 1.0 - decay ** state.count.astype(dtype)
+  mass = 1.0 - decay ** count.astype(dtype)
+  value = (decay * previous_mass * state.value + (1.0 - decay) * batch_mean) / (
+    mass
+  )
+  return MovingAverageBaselineState(value=value, count=count)
+
+
+def moving_average_baseline_value(
+  state: MovingAverageBaselineState,
+) -> jax.Array:
+  """The debiased moving average of past costs (0.0 before any update).
+
+  Pass it as ``baseline=`` to :func:`rgrad.estimators.score_function_jacobians`
+  *before* updating the state with the costs of that same call, so that the
+  baseline stays independent of the samples it is used with.
+  """
+  return state.value
+
+
+# ---------------------------------------------------------------------------
+# Leave-one-out baseline.
+# ---------------------------------------------------------------------------
+
+
+def leave_one_out_jacobians(
+  function: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  return_costs: bool = False,
+) -> Params | tuple[Params, jax.Array]:
+  r"""Score function estimator with the leave-one-out baseline.
+
+  Each sample is baselined with the mean cost of the *other* samples,
+
+  .. math:: \hat\eta_i = (f(x_i) - b_i)\,\nabla_\theta\log p(x_i;\theta),
+            \qquad b_i = \frac{1}{K-1}\sum_{j\ne i} f(x_j),
+
+  which is unbiased because :math:`b_i` is independent of :math:`x_i`. Since
+  :math:`f(x_i) - b_i = \tfrac{K}{K-1}(f(x_i) - \bar f)`, the mean of the
+  :math:`\hat\eta_i` is the familiar "subtract the batch mean" estimator with
+  the factor :math:`K/(K-1)` that makes it unbiased. It removes the variance
+  that a large constant offset in :math:`f` causes, without state or tuning.
+
+  Args:
+    function: one sample of the event shape -> scalar cost.
+    params: pytree of parameters of the distribution.
+    dist_builder: ``params -> Distribution`` (any distribution with a
+      ``score``; no reparameterization needed).
+    key: a PRNG key, consumed.
+    num_samples: static Python int :math:`K \ge 2`.
+    return_costs: also return the costs :math:`f(x_i)`.
+
+  Returns:
+    A pytree like `params`, each leaf ``[num_samples, *leaf.shape]``; with
+    `return_costs`, a tuple ``(jacobians, costs[num_samples])``. The rows are
+    exchangeable but not independent (they share the batch mean), so estimate
+    the variance of their mean from independent repetitions, not from the
+    spread of the rows.
+
+  Raises:
+    ValueError: if `num_samples` is not an int >= 2.
+
+  References:
+    Kool, van Hoof, Welling. Buy 4 REINFORCE Samples, Get a Baseline for Free!
+    ICLR 2019 workshop, https://openreview.net/forum?id=r1lgTGL5DE.
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4.1).
+  """
+  _check_num_samples(num_samples, "num_samples", minimum=2)
+  # Two calls with the same key see the same draws. The first only supplies
+  # the costs at those draws, from which the second gets its per-sample
+  # baseline; under jit, XLA removes the repeated sampling and evaluation.
+  _, costs = estimators.score_function_jacobians(
+    function, params, dist_builder, key, num_samples, return_costs=True
+  )
+  costs = jax.lax.stop_gradient(costs)  # [num_samples]
+  baselines = (jnp.sum(costs) - costs) / (num_samples - 1)  # [num_samples]
+  jacobians = estimators.score_function_jacobians(
+    function, params, dist_builder, key, num_samples, baseline=baselines
+  )
+  del key
+  return (jacobians, costs) if return_costs else jacobians
+
+
+# ---------------------------------------------------------------------------
+# Control variates.
+# ---------------------------------------------------------------------------
+
+
+class ControlVariate(NamedTuple):
+  r"""A control variate :math:`h` with a closed-form expectation.
+
+  Attributes:
+    value: ``x -> h(x)``, one sample of the event shape to a scalar. Its
+      coefficients are fixed (built at the current parameters and not
+      differentiated), so the estimators treat it like any cost.
+    expected_value: ``params -> E_{p(x; params)}[h(x)]`` in closed form,
+      differentiable in ``params``; its gradient is the
+      :math:`\nabla_\theta \mathbb{E}_p[h]` that the control variate adds back.
+  """
+
+  value: Callable[[jax.Array], jax.Array]
+  expected_value: Callable[[Params], jax.Array]
+
+
+def _gaussian_mean_and_covariance(
+  dist: distributions.Distribution,
+) -> tuple[jax.Array, jax.Array]:
+  """Mean (any shape) and covariance ``[n, n]`` of the flattened sample."""
+  if isinstance(dist, (distributions.Normal, distributions.LogScaleNormal)):
+    # Both expose `scale` (LogScaleNormal as exp(log_scale)), so gradients
+    # reach `log_scale` through the exponential.
+    return dist.loc, jnp.diag(jnp.square(dist.scale).reshape(-1))
+  if isinstance(dist, distributions.MultivariateNormalTriL):
+    if dist.loc.ndim != 1:
+      raise ValueError(
+        "The delta method supports MultivariateNormalTriL without batch "
+        f"dimensions (loc [d]); got loc of shape {list(dist.loc.shape)}."
+      )
+    tril = jnp.tril(dist.scale_tril)  # The class reads the lower triangle only.
+    return dist.loc, tril @ tril.T
+  raise TypeError(
+    "The delta-method control variate needs a Gaussian (its expectation is "
+    "known in closed form only there): dist_builder must return Normal, "
+    "LogScaleNormal or MultivariateNormalTriL, got "
+    f"{type(dist).__name__}."
+  )
+
+
+def _delta_method(
+  function: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  order: int,
+) -> ControlVariate:
+  """Taylor expansion of `function` at the mean, to first or second order."""
+  mean, _ = _gaussian_mean_and_covariance(dist_builder(params))
+  # The expansion point is a constant: h must not depend on the parameters
+  # through its coefficients, or the estimators would differentiate them.
+  mean = jax.lax.stop_gradient(mean)
+  event_shape = mean.shape
+  center = mean.reshape(-1)  # [n]
+
+  def flat_function(v):  # [n] -> scalar
+    return jnp.asarray(function(v.reshape(event_shape)))
+
+  f0, grad = jax.value_and_grad(flat_function)(center)  # [], [n]
+  if jnp.shape(f0) != ():
+    raise ValueError(
+      f"function must return a scalar cost, got shape {list(jnp.shape(f0))}."
+    )
+  if order == 2:
+    # Forward-over-reverse: n Hessian-vector products, O(n^2) memory.
+    hessian = jax.hessian(flat_function)(center)  # [n, n]
+  else:
+    hessian = jnp.zeros((center.size, center.size), grad.dtype)
+
+  def value(x):
+    delta = jnp.reshape(x, -1) - center  # [n]
+    return f0 + grad @ delta + 0.5 * delta @ hessian @ delta
+
+  def expected_value(params):
+    # E[h] for x ~ N(m', S): with delta = m' - m,
+    # f(m) + g.delta + (delta' H delta + tr(H S)) / 2.
+    loc, covariance = _gaussian_mean_and_covariance(dist_builder(params))
+    delta = loc.reshape(-1) - center
+    return (
+      f0
+      + grad @ delta
+      + 0.5 * (delta @ hessian @ delta + jnp.sum(hessian * covariance))
+    )
+
+  return ControlVariate(value=value, expected_value=expected_value)
+
+
+def delta_method_control_variate(
+  function: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  *,
+  order: int = 2,
+) -> ControlVariate:
+  r"""The delta-method control variate (Mohamed et al. 2020, Section 7.4.2).
+
+  The Taylor expansion of the cost around the mean :math:`\mu` of a Gaussian
+  :math:`p(x;\theta) = N(\mu, \Sigma)`,
+
+  .. math:: h(x) = f(\mu) + \nabla f(\mu)^\top (x - \mu)
+            + \tfrac12 (x-\mu)^\top \nabla^2 f(\mu)\, (x - \mu),
+
+  has the expectation :math:`\mathbb{E}[h] = f(\mu) + \tfrac12\operatorname{tr}
+  (\nabla^2 f(\mu)\,\Sigma)`, so that for a diagonal Gaussian
+
+  .. math:: \nabla_\mu \mathbb{E}[h] = \nabla f(\mu), \qquad
+            \nabla_{\sigma} \mathbb{E}[h] = \operatorname{diag}(\nabla^2 f(\mu))
+            \odot \sigma,
+
+  and for other parameterizations (``log_scale``, a Cholesky factor, any
+  ``dist_builder``) the chain rule through ``dist_builder`` gives the rest.
+  When :math:`f` is quadratic, :math:`h = f` and the control variate removes
+  all the variance; when :math:`f` is close to quadratic over the bulk of
+  :math:`p`, most of it.
+
+  Cost: the Hessian is formed once per call with ``jax.hessian``
+  (forward-over-reverse), i.e. :math:`n` Hessian-vector products and
+  :math:`O(n^2)` memory for an event of :math:`n` coordinates, plus
+  :math:`O(n^2)` per sample to evaluate :math:`h`. That is the regime the delta
+  method is meant for (small :math:`n`, expensive :math:`f`); ``order=1`` drops
+  the Hessian and costs one gradient.
+
+  Args:
+    function: one sample of the event shape -> scalar cost; twice
+      differentiable.
+    params: pytree of parameters, the expansion point is the mean of
+      ``dist_builder(params)``.
+    dist_builder: ``params -> Normal | LogScaleNormal |
+      MultivariateNormalTriL``.
+    order: 2 (the delta method) or 1 (first-order Taylor expansion, whose
+      expectation is :math:`f(\mu)`; it helps the location gradient only).
+
+  Returns:
+    A :class:`ControlVariate`.
+
+  Raises:
+    TypeError: if the distribution is not one of the Gaussians above.
+    ValueError: if `order` is not 1 or 2, or `function` is not scalar.
+
+  References:
+    Paisley, Blei, Jordan. Variational Bayesian Inference with Stochastic
+    Search. ICML 2012, https://icml.cc/2012/papers/687.pdf.
+  """
+  if order not in (1, 2):
+    raise ValueError(f"order must be 1 or 2, got {order!r}.")
+  return _delta_method(function, params, dist_builder, order)
+
+
+ControlVariateBuilder = Callable[
+  [CostFunction, Params, DistBuilder], ControlVariate
+]
+Estimator = Callable[..., Any]
+
+_CONTROL_VARIATES: dict[str, ControlVariateBuilder] = {
+  "delta": lambda f, p, b: _delta_method(f, p, b, order=2),
+  "first_order_delta": lambda f, p, b: _delta_method(f, p, b, order=1),
+}
+
+
+def _estimators() -> dict[str, Estimator]:
+  return {
+    "score_function": estimators.score_function_jacobians,
+    "pathwise": estimators.pathwise_jacobians,
+  }
+
+
+def _lookup(table: dict[str, Any], name: Any, what: str) -> Any:
+  if callable(name) and not isinstance(name, str):
+    return name
+  if not isinstance(name, str) or name not in table:
+    raise ValueError(
+      f"Unknown {what} {name!r}; valid names are {sorted(table)} (or pass a "
+      "callable)."
+    )
+  return table[name]
+
+
+def _optimal_coefficients(f_jacobians: Params, h_jacobians: Params) -> Params:
+  r"""Per-coordinate :math:`c^* = \mathrm{Cov}(g, g_h) / \mathrm{Var}(g_h)`."""
+
+  def coefficient(g, h):  # [num_samples, ...] each
+    g = g - jnp.mean(g, axis=0)
+    h = h - jnp.mean(h, axis=0)
+    covariance = jnp.mean(g * h, axis=0)
+    variance = jnp.mean(h * h, axis=0)
+    # Where the control variate's estimate does not vary (a coordinate it does
+    # not touch, e.g. a pathwise scale gradient of a linear h) the coefficient
+    # is irrelevant; 0 there avoids 0/0.
+    informative = variance > 0
+    safe = jnp.where(informative, variance, 1.0)
+    return jax.lax.stop_gradient(jnp.where(informative, covariance / safe, 0.0))
+
+  return jax.tree.map(coefficient, f_jacobians, h_jacobians)
+
+
+def estimate_control_variate_coefficients(
+  function: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  estimator: str | Estimator = "score_function",
+  control_variate: str | ControlVariateBuilder = "delta",
+) -> Params:
+  r"""Estimates the variance-minimizing control-variate coefficients.
+
+  For each coordinate :math:`k` of each parameter, the variance of
+  :math:`g_k - c_k (g_{h,k} - \partial_k \mathbb{E}[h])` is minimal at
+
+  .. math:: c_k^* = \mathrm{Cov}(g_k, g_{h,k}) / \mathrm{Var}(g_{h,k}),
+
+  estimated here from `num_samples` draws. Use draws that are independent of
+  the ones the coefficients are applied to (a separate key), otherwise the
+  estimate correlates with the samples and the gradient becomes biased;
+  :func:`control_variate_jacobians` with ``coefficient="estimate"`` does that
+  split for you. (The former ``optax`` version pooled one coefficient per
+  parameter array; per coordinate is never worse in variance.)
+
+  Args:
+    function: one sample -> scalar cost.
+    params: pytree of parameters.
+    dist_builder: ``params -> Distribution``.
+    key: a PRNG key, consumed.
+    num_samples: static Python int >= 2.
+    estimator: ``"score_function"``, ``"pathwise"`` or an estimator with the
+      shared signature.
+    control_variate: ``"delta"``, ``"first_order_delta"`` or a callable
+      ``(function, params, dist_builder) -> ControlVariate``.
+
+  Returns:
+    A pytree like `params` of coefficients (gradients stopped).
+
+  Raises:
+    ValueError: for an unknown estimator or control variate, or
+      `num_samples` < 2.
+  """
+  _check_num_samples(num_samples, "num_samples", minimum=2)
+  estimator_fn = _lookup(_estimators(), estimator, "estimator")
+  cv_builder = _lookup(_CONTROL_VARIATES, control_variate, "control variate")
+  cv = cv_builder(function, params, dist_builder)
+  return _coefficients(
+    estimator_fn, function, cv, params, dist_builder, key, num_samples
+  )
+
+
+def _coefficients(estimator_fn, function, cv, params, dist_builder, key, n):
+  # One key for both: common random numbers, g and g_h at the same draws.
+  f_jacobians = estimator_fn(function, params, dist_builder, key, n)
+  h_jacobians = estimator_fn(cv.value, params, dist_builder, key, n)
+  del key
+  return _optimal_coefficients(f_jacobians, h_jacobians)
+
+
+def _broadcast_coefficient(coefficient: Any, params: Params) -> Params:
+  """A scalar or a pytree like `params` -> a pytree like `params`."""
+  params_tree = jax.tree.structure(params)
+  if jax.tree.structure(coefficient) == params_tree:
+    return coefficient
+  leaves = jax.tree.leaves(coefficient)
+  if len(leaves) == 1 and jnp.ndim(leaves[0]) == 0:
+    return jax.tree.map(lambda _: leaves[0], params)
+  raise ValueError(
+    'coefficient must be a scalar, "estimate", or a pytree like params '
+    f"({params_tree}); got {coefficient!r}."
+  )
+
+
+def control_variate_jacobians(
+  function: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  estimator: str | Estimator = "score_function",
+  control_variate: str | ControlVariateBuilder = "delta",
+  coefficient: float | str | Params = 1.0,
+  num_coefficient_samples: int = 20,
+  return_costs: bool = False,
+) -> Params | tuple[Params, jax.Array]:
+  r"""Gradient estimator with a control variate (Mohamed et al. 2020, 7.1, 7.4).
+
+  With :math:`g_i` the estimator applied to :math:`f` and :math:`g_{h,i}` the
+  same estimator at the same draw applied to the control variate :math:`h`,
+
+  .. math:: \hat\eta_i = g_i - c\,\big(g_{h,i} - \nabla_\theta
+            \mathbb{E}_{p(x;\theta)}[h(x)]\big).
+
+  :math:`\mathbb{E}[g_{h,i}] = \nabla_\theta \mathbb{E}[h]`, so the correction
+  has mean zero and :math:`\hat\eta_i` is unbiased for any :math:`c`
+  independent of the draw; its variance per coordinate is
+  :math:`\mathrm{Var}(g) - 2c\,\mathrm{Cov}(g, g_h) + c^2\mathrm{Var}(g_h)`,
+  minimal at :math:`c^* = \mathrm{Cov}(g, g_h)/\mathrm{Var}(g_h)`.
+  ``coefficient="estimate"`` estimates :math:`c^*` per coordinate from
+  `num_coefficient_samples` *independent* draws (the key is split), which keeps
+  the estimator unbiased.
+
+  For the score function estimator,
+  :math:`\hat\eta_i = (f(x_i) - c\,h(x_i))\nabla_\theta\log p(x_i) +
+  c\nabla_\theta\mathbb{E}[h]`; for the pathwise estimator,
+  :math:`\hat\eta_i = \nabla_\theta [f - c\,h](x(\epsilon_i;\theta)) +
+  c\nabla_\theta\mathbb{E}[h]`. With the delta method and a quadratic
+  :math:`f`, both are exact with :math:`c = 1` (zero variance).
+
+  Args:
+    function: one sample of the event shape -> scalar cost.
+    params: pytree of parameters of the distribution.
+    dist_builder: ``params -> Distribution`` (a Gaussian for the delta method;
+      reparameterized for ``"pathwise"``).
+    key: a PRNG key, consumed.
+    num_samples: static Python int >= 1.
+    estimator: ``"score_function"`` or ``"pathwise"``, or a callable with the
+      shared estimator signature ``(function, params, dist_builder, key,
+      num_samples)``.
+    control_variate: ``"delta"`` (second order, the delta method),
+      ``"first_order_delta"``, or a callable ``(function, params,
+      dist_builder) -> ControlVariate``.
+    coefficient: a scalar :math:`c`, a pytree like `params` of per-coordinate
+      coefficients (e.g. from :func:`estimate_control_variate_coefficients` on
+      independent draws), or ``"estimate"``.
+    num_coefficient_samples: static int >= 2, draws used to estimate the
+      coefficients when ``coefficient="estimate"``; otherwise unused.
+    return_costs: also return the costs :math:`f(x_i)` (needs an estimator that
+      accepts ``return_costs``; both named ones do).
+
+  Returns:
+    A pytree like `params`, each leaf ``[num_samples, *leaf.shape]``; with
+    `return_costs`, a tuple ``(jacobians, costs[num_samples])``.
+
+  Raises:
+    ValueError: for an unknown estimator or control variate name, a bad
+      `coefficient` or sample count.
+    TypeError: if the delta method gets a non-Gaussian distribution.
+
+  References:
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Sections 7.1, 7.4).
+  """
+  _check_num_samples(num_samples, "num_samples")
+  estimator_fn = _lookup(_estimators(), estimator, "estimator")
+  cv_builder = _lookup(_CONTROL_VARIATES, control_variate, "control variate")
+  estimate = isinstance(coefficient, str)
+  if estimate:
+    if coefficient != "estimate":
+      raise ValueError(
+        f'coefficient must be a number, a pytree like params or "estimate", '
+        f"got {coefficient!r}."
+      )
+    _check_num_samples(
+      num_coefficient_samples, "num_coefficient_samples", minimum=2
+    )
+  else:
+    coefficient = _broadcast_coefficient(coefficient, params)
+
+  cv = cv_builder(function, params, dist_builder)
+  expected_grads = jax.grad(cv.expected_value)(params)  # like params
+
+  if estimate:
+    coefficient_key, key = jax.random.split(key)
+    coefficient = _coefficients(
+      estimator_fn,
+      function,
+      cv,
+      params,
+      dist_builder,
+      coefficient_key,
+      num_coefficient_samples,
+    )
+    del coefficient_key
+
+  # The same key for f and h: common random numbers, so that g_i and g_{h,i}
+  # are evaluated at the same draw and their difference is small.
+  extra = {"return_costs": True} if return_costs else {}
+  f_out = estimator_fn(
+    function, params, dist_builder, key, num_samples, **extra
+  )
+  h_jacobians = estimator_fn(cv.value, params, dist_builder, key, num_samples)
+  del key
+  f_jacobians, costs = f_out if return_costs else (f_out, None)
+
+  def combine(g, g_h, expected, c):
+    # g, g_h: [num_samples, *leaf.shape]; expected, c: leaf.shape or [].
+    return g - c * (g_h - expected)
+
+  jacobians = jax.tree.map(
+    combine, f_jacobians, h_jacobians, expected_grads, coefficient
+  )
+  return (jacobians, costs) if return_costs else jacobians
+
+
+def delta_method_jacobians(
+  function: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  estimator: str | Estimator = "score_function",
+  coefficient: float | str | Params = 1.0,
+  num_coefficient_samples: int = 20,
+  return_costs: bool = False,
+) -> Params | tuple[Params, jax.Array]:
+  """:func:`control_variate_jacobians` with the delta-method control variate.
+
+  See :func:`control_variate_jacobians` and
+  :func:`delta_method_control_variate` for the math and the arguments.
+  """
+  return control_variate_jacobians(
+    function,
+    params,
+    dist_builder,
+    key,
+    num_samples,
+    estimator=estimator,
+    control_variate="delta",
+    coefficient=coefficient,
+    num_coefficient_samples=num_coefficient_samples,
+    return_costs=return_costs,
+  )
+
+
+# ---------------------------------------------------------------------------
+# Antithetic sampling.
+# ---------------------------------------------------------------------------
+
+
+def _symmetric_center(dist: distributions.Distribution) -> jax.Array:
+  """The point that a symmetric distribution is reflected through."""
+  symmetric = (
+    distributions.Normal,
+    distributions.LogScaleNormal,
+    distributions.MultivariateNormalTriL,
+  )
+  if not isinstance(dist, symmetric):
+    raise TypeError(
+      "Antithetic sampling reflects draws through the centre of a symmetric "
+      "distribution; dist_builder must return one of "
+      f"{[c.__name__ for c in symmetric]}, got {type(dist).__name__}."
+    )
+  return dist.loc
+
+
+def antithetic_pathwise_jacobians(
+  function: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  return_costs: bool = False,
+) -> Params | tuple[Params, jax.Array]:
+  r"""Pathwise estimator with antithetic pairs of draws.
+
+  Draws come in pairs reflected through the mean,
+  :math:`x_i = \mu + \sigma\epsilon_i` and :math:`x_i' = 2\mu - x_i = \mu -
+  \sigma\epsilon_i` (for a Cholesky factor, :math:`\mu \mp L\epsilon_i`); both
+  have the law of :math:`p`, so each half is an unbiased pathwise estimate.
+  Writing :math:`x'` as :math:`2\mu(\theta) - x(\epsilon;\theta)` keeps it a
+  differentiable reparameterization, so the gradient flows through both.
+
+  The pair mean has variance :math:`\tfrac12(\mathrm{Var}\,g +
+  \mathrm{Cov}(g, g'))`, below the :math:`\tfrac12\mathrm{Var}\,g` of two
+  independent draws exactly when :math:`g(\epsilon)` and :math:`g(-\epsilon)`
+  are negatively correlated. For the pathwise location gradient
+  :math:`\nabla f(x)` that is the case when :math:`\nabla f` is monotone along
+  the sampling direction, i.e. (roughly) :math:`f` convex or concave like
+  :math:`(x-k)^2`; for a linear :math:`f` the location gradient is constant
+  and the scale gradient :math:`\nabla f\,\epsilon` cancels exactly within a
+  pair (zero variance). For :math:`\nabla f` even about :math:`\mu` (e.g.
+  :math:`f` odd around :math:`\mu`, such as :math:`\sin(x - \mu)`)
+  the pair is perfectly correlated and antithetic sampling *doubles* the
+  variance per draw.
+
+  Args:
+    function: one sample of the event shape -> scalar cost, differentiable.
+    params: pytree of parameters.
+    dist_builder: ``params -> Normal | LogScaleNormal |
+      MultivariateNormalTriL``.
+    key: a PRNG key, consumed.
+    num_samples: static even Python int >= 2 (``num_samples // 2`` pairs).
+    return_costs: also return the costs, in the same order as the rows.
+
+  Returns:
+    A pytree like `params`, each leaf ``[num_samples, *leaf.shape]``: rows
+    ``i`` and ``i + num_samples // 2`` form an antithetic pair (``+eps`` then
+    ``-eps``). Pair means (``leaf.reshape(2, -1, ...).mean(0)``) are i.i.d.;
+    use them, not the rows, to estimate the variance of the estimate. With
+    `return_costs`, a tuple ``(jacobians, costs[num_samples])``.
+
+  Raises:
+    ValueError: if `num_samples` is not an even int >= 2.
+    TypeError: if the distribution is not a symmetric reparameterized one.
+
+  References:
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 8.2).
+    Owen. Monte Carlo theory, methods and examples, 2013, Section 8.2,
+    https://artowen.su.domains/mc/.
+  """
+  _check_num_samples(num_samples, "num_samples", minimum=2, even=True)
+  _symmetric_center(dist_builder(params))  # Type check, concrete validation.
+  keys = jax.random.split(key, num_samples // 2)
+  del key
+
+  def cost(params, pair_key, reflect):
+    dist = dist_builder(params)
+    x = dist.sample(pair_key)  # loc + scale * eps, differentiable in params
+    # The reflected draw 2 loc - x = loc - scale * eps is still a
+    # reparameterization, so gradients flow through loc and x alike.
+    return jnp.asarray(function(2.0 * dist.loc - x if reflect else x))
+
+  def pair(pair_key):
+    plus = jax.value_and_grad(cost)(params, pair_key, False)
+    minus = jax.value_and_grad(cost)(params, pair_key, True)
+    return plus, minus
+
+  (cost_plus, jac_plus), (cost_minus, jac_minus) = jax.vmap(pair)(keys)
+  if jnp.shape(cost_plus) != (num_samples // 2,):
+    raise ValueError(
+      "function must map one sample to a scalar cost; got per-sample shape "
+      f"{list(jnp.shape(cost_plus)[1:])}."
+    )
+  jacobians = jax.tree.map(
+    lambda a, b: jnp.concatenate([a, b], axis=0), jac_plus, jac_minus
+  )
+  costs = jnp.concatenate([cost_plus, cost_minus], axis=0)  # [num_samples]
+  _check_finite(costs)
+  return (jacobians, costs) if return_costs else jacobians
+
+
+def antithetic_score_function_jacobians(
+  function: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  baseline: jax.typing.ArrayLike = 0.0,
+  return_costs: bool = False,
+) -> Params | tuple[Params, jax.Array]:
+  r"""Score function estimator with antithetic pairs of draws.
+
+  Same pairs as :func:`antithetic_pathwise_jacobians`, with the score function
+  estimator :math:`(f(x) - b)\nabla_\theta\log p(x;\theta)` at each draw. For a
+  Gaussian the location score is odd in :math:`\epsilon` and the scale score
+  even, so the pair mean of the location gradient is
+  :math:`\tfrac12(f(x) - f(x'))\nabla_\mu\log p(x)`: a constant offset in
+  :math:`f` cancels within the pair, as with a perfect baseline, and a cost
+  that is odd about :math:`\mu` loses nothing. The scale gradient sees
+  :math:`\tfrac12(f(x) + f(x'))`, so a baseline still matters there.
+
+  Args:
+    function: one sample of the event shape -> scalar cost.
+    params: pytree of parameters.
+    dist_builder: ``params -> Normal | LogScaleNormal |
+      MultivariateNormalTriL``.
+    key: a PRNG key, consumed.
+    num_samples: static even Python int >= 2.
+    baseline: a constant subtracted from the costs (independent of the draws).
+    return_costs: also return the costs, in the same order as the rows.
+
+  Returns:
+    As :func:`antithetic_pathwise_jacobians`: rows ``i`` and
+    ``i + num_samples // 2`` are a pair.
+
+  Raises:
+    ValueError: if `num_samples` is not an even int >= 2.
+    TypeError: if the distribution is not a symmetric one.
+  """
+  _check_num_samples(num_samples, "num_samples", minimum=2, even=True)
+  dist = dist_builder(params)
+  center = jax.lax.stop_gradient(_symmetric_center(dist))
+  half = jax.lax.stop_gradient(dist.sample(key, (num_samples // 2,)))
+  del key
+  samples = jnp.concatenate([half, 2.0 * center - half], axis=0)
+  costs = _vmap_costs(function, samples, num_samples)  # [num_samples]
+  _check_finite(costs)
+  jacobians = _pulled_back_scores(
+    params, dist_builder, dist, samples, costs - jnp.asarray(baseline)
+  )
+  return (jacobians, costs) if return_costs else jacobians
