@@ -22,6 +22,11 @@ from rgrad.estimators import measure_valued_jacobians
 from rgrad.estimators import pathwise_jacobians
 from rgrad.estimators import score_function_jacobians
 
+# isort: split
+# --- variational objectives (STL, DReG) ---
+from rgrad.variational import dreg_jacobians
+from rgrad.variational import stl_jacobians
+
 __all__ = (
   # chain rule
   "NormalLogProbGrads",
@@ -38,6 +43,9 @@ __all__ = (
   "measure_valued_jacobians",
   "pathwise_jacobians",
   "score_function_jacobians",
+  # variational objectives
+  "dreg_jacobians",
+  "stl_jacobians",
 )
 
 __version__ = "0.1.0"
