@@ -23,6 +23,21 @@ from rgrad.estimators import pathwise_jacobians
 from rgrad.estimators import score_function_jacobians
 
 # isort: split
+# --- variance reduction (baselines, control variates, antithetic) ---
+from rgrad.control_variates import ControlVariate
+from rgrad.control_variates import MovingAverageBaselineState
+from rgrad.control_variates import antithetic_pathwise_jacobians
+from rgrad.control_variates import antithetic_score_function_jacobians
+from rgrad.control_variates import control_variate_jacobians
+from rgrad.control_variates import delta_method_control_variate
+from rgrad.control_variates import delta_method_jacobians
+from rgrad.control_variates import estimate_control_variate_coefficients
+from rgrad.control_variates import leave_one_out_jacobians
+from rgrad.control_variates import moving_average_baseline_init
+from rgrad.control_variates import moving_average_baseline_update
+from rgrad.control_variates import moving_average_baseline_value
+
+# isort: split
 # --- variational objectives (STL, DReG) ---
 from rgrad.variational import dreg_jacobians
 from rgrad.variational import stl_jacobians
@@ -43,6 +58,19 @@ __all__ = (
   "measure_valued_jacobians",
   "pathwise_jacobians",
   "score_function_jacobians",
+  # variance reduction
+  "ControlVariate",
+  "MovingAverageBaselineState",
+  "antithetic_pathwise_jacobians",
+  "antithetic_score_function_jacobians",
+  "control_variate_jacobians",
+  "delta_method_control_variate",
+  "delta_method_jacobians",
+  "estimate_control_variate_coefficients",
+  "leave_one_out_jacobians",
+  "moving_average_baseline_init",
+  "moving_average_baseline_update",
+  "moving_average_baseline_value",
   # variational objectives
   "dreg_jacobians",
   "stl_jacobians",
