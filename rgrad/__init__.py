@@ -42,6 +42,13 @@ from rgrad.control_variates import moving_average_baseline_value
 from rgrad.variational import dreg_jacobians
 from rgrad.variational import stl_jacobians
 
+# isort: split
+# --- diagnostics (exact references, gradient moments) ---
+from rgrad.exact import exact_gradient
+from rgrad.exact import measure_valued_variance
+from rgrad.exact import pathwise_variance
+from rgrad.exact import score_function_variance
+
 __all__ = (
   # chain rule
   "NormalLogProbGrads",
@@ -74,6 +81,11 @@ __all__ = (
   # variational objectives
   "dreg_jacobians",
   "stl_jacobians",
+  # diagnostics
+  "exact_gradient",
+  "measure_valued_variance",
+  "pathwise_variance",
+  "score_function_variance",
 )
 
 __version__ = "0.1.0"

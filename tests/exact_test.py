@@ -1,0 +1,305 @@
+"""Tests for rgrad.exact: quadrature references against closed forms."""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import math  # noqa: E402
+
+import chex  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from absl.testing import absltest  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+
+from rgrad import exact  # noqa: E402
+
+_TOL = 1e-10
+
+# (loc, scale) pairs, including a narrow and a wide Gaussian.
+_LOC_SCALES = (
+  ("standard", 0.0, 1.0),
+  ("narrow", 0.7, 0.3),
+  ("wide", -1.1, 2.2),
+)
+
+
+def _cos_gradient(k, mu, sigma):
+  # E[cos kX] = cos(k mu) exp(-k^2 sigma^2 / 2).
+  damp = np.exp(-0.5 * k**2 * sigma**2)
+  return (-k * np.sin(k * mu) * damp, -(k**2) * sigma * np.cos(k * mu) * damp)
+
+
+def _gauss_bump_gradient(k, mu, sigma):
+  # E[exp(-kX^2)] = (1 + 2k s^2)^(-1/2) exp(-k mu^2 / (1 + 2k s^2)).
+  t = 1.0 + 2.0 * k * sigma**2
+  value = t**-0.5 * np.exp(-k * mu**2 / t)
+  d_mu = value * (-2.0 * k * mu / t)
+  # d/ds: dt/ds = 4ks; d value/dt = value * (-1/(2t) + k mu^2 / t^2).
+  d_sigma = value * (-0.5 / t + k * mu**2 / t**2) * 4.0 * k * sigma
+  return d_mu, d_sigma
+
+
+def _quadratic_moments(k, mu, sigma, baseline=0.0):
+  """Hand-derived single-sample moments for f(x) = (x - k)^2.
+
+  With a = mu - k, f(X) = a^2 + 2 a s eps + s^2 eps^2 and standard normal
+  moments E eps^{2,4,6,8} = 1, 3, 15, 105; Rayleigh moments E R^{1..4} =
+  sqrt(pi/2), 2, 3 sqrt(pi/2), 8; Maxwell moments E M^{2,4} = 3, 15.
+  """
+  a, s, b = mu - k, sigma, baseline
+  big_a = a**2 - b  # constant term of f - b
+  return {
+    "gradient": (2.0 * a, 2.0 * s),
+    # f'(X) = 2(a + s eps); f'(X) eps = 2(a eps + s eps^2).
+    "pathwise": (4.0 * s**2, 4.0 * (a**2 + 2.0 * s**2)),
+    # (f - b) eps / s and (f - b)(eps^2 - 1) / s; E[(eps^2-1)^2 eps^{0,2,4}]
+    # = 2, 10, 78.
+    "score_function": (
+      (big_a**2 + 12 * a**2 * s**2 + 6 * big_a * s**2 + 15 * s**4) / s**2
+      - 4 * a**2,
+      (2 * big_a**2 + 40 * a**2 * s**2 + 20 * big_a * s**2 + 78 * s**4) / s**2
+      - 4 * s**2,
+    ),
+    # Coupled mean: c (f(mu+sR) - f(mu-sR)) = 4 a R / sqrt(2 pi).
+    # Coupled scale: 2 a M (1 - U) + s M^2 (1 - U^2); E(1-U)^2 = 1/3,
+    # E(1-U^2)^2 = 8/15.
+    "measure_valued_coupled": (
+      16.0 * a**2 / math.pi - 4.0 * a**2,
+      4.0 * a**2 + 4.0 * s**2,
+    ),
+    # Uncoupled: sums of the two arms' variances.
+    "measure_valued_uncoupled": (
+      8.0 * a**2 / math.pi - 2.0 * a**2 + 4.0 * s**2 / math.pi,
+      16.0 * a**2 + 8.0 * s**2,
+    ),
+  }
+
+
+def _moments(name, f, loc, scale, baseline=0.0):
+  """The private (mean, variance) helpers behind each public variance."""
+  if name == "pathwise":
+    return exact._pathwise_moments(f, loc, scale, exact.DEFAULT_NUM_POINTS)
+  if name == "score_function":
+    return exact._score_function_moments(
+      f, loc, scale, baseline, exact.DEFAULT_NUM_POINTS
+    )
+  coupling = name == "measure_valued_coupled"
+  return exact._measure_valued_moments(
+    f, loc, scale, coupling, exact.DEFAULT_NUM_POINTS
+  )
+
+
+_ESTIMATORS = (
+  "pathwise",
+  "score_function",
+  "measure_valued_coupled",
+  "measure_valued_uncoupled",
+)
+
+
+class ExactGradientTest(chex.TestCase):
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.product(k=(0.5, 3.0, 10.0), loc_scale=_LOC_SCALES[:2])
+  def test_cos(self, k, loc_scale):
+    _, mu, sigma = loc_scale
+    got = self.variant(
+      lambda m, s: exact.exact_gradient(lambda x: jnp.cos(k * x), m, s)
+    )(mu, sigma)
+    want = _cos_gradient(k, mu, sigma)
+    np.testing.assert_allclose(got, want, rtol=0, atol=_TOL)
+
+  @parameterized.named_parameters(*_LOC_SCALES)
+  def test_quadratic(self, mu, sigma):
+    got = exact.exact_gradient(lambda x: (x - 0.4) ** 2, mu, sigma)
+    want = _quadratic_moments(0.4, mu, sigma)["gradient"]
+    np.testing.assert_allclose(got, want, rtol=_TOL, atol=_TOL)
+
+  @parameterized.named_parameters(*_LOC_SCALES)
+  def test_gauss_bump(self, mu, sigma):
+    # k sigma^2 = 2.4 for the wide case, inside the documented limit (~3).
+    k = 0.5
+    got = exact.exact_gradient(lambda x: jnp.exp(-k * x**2), mu, sigma)
+    np.testing.assert_allclose(
+      got, _gauss_bump_gradient(k, mu, sigma), rtol=0, atol=_TOL
+    )
+
+  def test_large_offset_costs_no_digits(self):
+    # The cost is centred before the score identity is applied.
+    got = exact.exact_gradient(lambda x: 1e6 + jnp.cos(x), 0.3, 0.9)
+    np.testing.assert_allclose(got, _cos_gradient(1.0, 0.3, 0.9), atol=1e-9)
+
+  def test_vmap_over_parameter_f_closes_over(self):
+    ks = jnp.linspace(0.1, 8.0, 7)
+    mu, sigma = 0.7, 1.1
+
+    def grad_for(k):
+      return exact.exact_gradient(lambda x: jnp.cos(k * x), mu, sigma)
+
+    got = jax.jit(jax.vmap(grad_for))(ks)
+    want = _cos_gradient(np.asarray(ks), mu, sigma)
+    np.testing.assert_allclose(got, want, rtol=0, atol=_TOL)
+
+  def test_broadcasting_and_vmap_over_loc_scale(self):
+    locs = jnp.array([-0.5, 0.0, 1.5])
+    scales = jnp.array([[0.5], [1.2]])  # broadcasts to [2, 3]
+    got = exact.exact_gradient(jnp.cos, locs, scales)
+    chex.assert_shape(got, (2, 3))
+    want = _cos_gradient(1.0, np.asarray(locs), np.asarray(scales))
+    np.testing.assert_allclose(got, want, rtol=0, atol=_TOL)
+    got_vmap = jax.vmap(lambda m, s: exact.exact_gradient(jnp.cos, m, s))(
+      locs, scales[1, 0] * jnp.ones(3)
+    )
+    np.testing.assert_allclose(got_vmap, np.asarray(got)[:, 1], atol=_TOL)
+
+  def test_traced_grad_matches_closed_form(self):
+    # The reference is itself differentiable in (loc, scale): its derivative
+    # in loc is the second derivative of E[cos X].
+    k, mu, sigma = 2.0, 0.3, 0.8
+    d2 = jax.grad(
+      lambda m: exact.exact_gradient(lambda x: jnp.cos(k * x), m, sigma).loc
+    )(mu)
+    want = -(k**2) * np.cos(k * mu) * np.exp(-0.5 * k**2 * sigma**2)
+    np.testing.assert_allclose(d2, want, atol=_TOL)
+
+
+class EstimatorMeansTest(parameterized.TestCase):
+  """Each estimator's quadrature mean equals the gradient.
+
+  This validates each quadrature rule (Hermite, Maxwell, split Rayleigh,
+  Maxwell x Legendre) and each written-out estimator law at once.
+  """
+
+  @parameterized.product(
+    estimator=_ESTIMATORS,
+    cost=("cos3", "bump", "cubic_exp"),
+    loc_scale=_LOC_SCALES,
+  )
+  def test_mean_is_gradient(self, estimator, cost, loc_scale):
+    _, mu, sigma = loc_scale
+    f = {
+      "cos3": lambda x: jnp.cos(3.0 * x),
+      "bump": lambda x: jnp.exp(-0.5 * x**2),
+      # Not symmetric, odd and even parts both non-trivial.
+      "cubic_exp": lambda x: 0.1 * x**3 - x + jnp.exp(0.5 * x),
+    }[cost]
+    mean = _moments(estimator, f, mu, sigma).mean
+    want = exact.exact_gradient(f, mu, sigma)
+    np.testing.assert_allclose(mean, want, rtol=_TOL, atol=_TOL)
+
+
+class VarianceClosedFormTest(parameterized.TestCase):
+  @parameterized.product(estimator=_ESTIMATORS, loc_scale=_LOC_SCALES)
+  def test_quadratic_cost(self, estimator, loc_scale):
+    _, mu, sigma = loc_scale
+    k = 0.4
+    f = lambda x: (x - k) ** 2
+    public = {
+      "pathwise": exact.pathwise_variance,
+      "score_function": exact.score_function_variance,
+      "measure_valued_coupled": lambda *a: exact.measure_valued_variance(
+        *a, coupling=True
+      ),
+      "measure_valued_uncoupled": lambda *a: exact.measure_valued_variance(
+        *a, coupling=False
+      ),
+    }[estimator]
+    got = public(f, mu, sigma)
+    self.assertIsInstance(got, exact.LocScale)
+    want = _quadratic_moments(k, mu, sigma)[estimator]
+    np.testing.assert_allclose(got, want, rtol=_TOL, atol=_TOL)
+
+  @parameterized.parameters(0.5, 2.0, 5.0)
+  def test_pathwise_cos(self, k):
+    # f'(X) = -k sin kX, E sin^2 kX = (1 - cos(2k mu) e^{-2k^2 s^2}) / 2; the
+    # integrand oscillates at 2k, so k sigma = 5 is at the documented limit.
+    mu, sigma = 0.7, 1.0
+    got = exact.pathwise_variance(lambda x: jnp.cos(k * x), mu, sigma).loc
+    mean = -k * np.sin(k * mu) * np.exp(-0.5 * k**2 * sigma**2)
+    second = k**2 * (1 - np.cos(2 * k * mu) * np.exp(-2 * k**2 * sigma**2)) / 2
+    np.testing.assert_allclose(got, second - mean**2, rtol=_TOL, atol=_TOL)
+
+  def test_score_function_baseline(self):
+    k, mu, sigma, b = 0.4, 0.7, 1.3, 2.5
+    got = exact.score_function_variance(
+      lambda x: (x - k) ** 2, mu, sigma, baseline=b
+    )
+    want = _quadratic_moments(k, mu, sigma, baseline=b)["score_function"]
+    np.testing.assert_allclose(got, want, rtol=_TOL, atol=_TOL)
+
+  def test_coupling_reduces_variance_for_cos(self):
+    f = lambda x: jnp.cos(2.0 * x)
+    coupled = exact.measure_valued_variance(f, 0.3, 0.7, coupling=True)
+    uncoupled = exact.measure_valued_variance(f, 0.3, 0.7, coupling=False)
+    self.assertLess(float(coupled.loc), float(uncoupled.loc))
+    self.assertLess(float(coupled.scale), float(uncoupled.scale))
+
+  def test_variances_jit_and_vmap_over_closed_over_parameter(self):
+    ks = jnp.array([0.1, 0.4, 1.0])
+    mu, sigma = 0.7, 1.3
+
+    @jax.jit
+    @jax.vmap
+    def all_variances(k):
+      f = lambda x: (x - k) ** 2
+      return (
+        exact.pathwise_variance(f, mu, sigma),
+        exact.score_function_variance(f, mu, sigma),
+        exact.measure_valued_variance(f, mu, sigma, True),
+        exact.measure_valued_variance(f, mu, sigma, False),
+      )
+
+    got = all_variances(ks)
+    for i, k in enumerate(np.asarray(ks)):
+      want = _quadratic_moments(k, mu, sigma)
+      for j, name in enumerate(_ESTIMATORS):
+        np.testing.assert_allclose(
+          [got[j].loc[i], got[j].scale[i]], want[name], rtol=_TOL, atol=_TOL
+        )
+
+
+class BadInputTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ("zero", 0.0), ("negative", -1.0), ("nan", float("nan"))
+  )
+  def test_non_positive_scale(self, scale):
+    for fn in (
+      exact.exact_gradient,
+      exact.pathwise_variance,
+      exact.score_function_variance,
+      exact.measure_valued_variance,
+    ):
+      with self.assertRaisesRegex(
+        ValueError, "scale must be strictly positive"
+      ):
+        fn(jnp.cos, 0.0, scale)
+
+  def test_one_bad_scale_in_array(self):
+    with self.assertRaisesRegex(ValueError, "scale must be strictly positive"):
+      exact.exact_gradient(jnp.cos, 0.0, jnp.array([1.0, -2.0]))
+
+  def test_num_points(self):
+    with self.assertRaisesRegex(ValueError, "num_points must be >= 2"):
+      exact.exact_gradient(jnp.cos, 0.0, 1.0, num_points=1)
+    with self.assertRaisesRegex(TypeError, "num_points must be a Python int"):
+      exact.pathwise_variance(jnp.cos, 0.0, 1.0, num_points=10.0)
+
+  def test_f_not_callable(self):
+    with self.assertRaisesRegex(TypeError, "f must be a callable"):
+      exact.exact_gradient(3.0, 0.0, 1.0)
+
+  def test_f_not_scalar(self):
+    with self.assertRaisesRegex(TypeError, "f must map a scalar to a scalar"):
+      exact.exact_gradient(lambda x: jnp.stack([x, x]), 0.0, 1.0)
+
+  def test_complex_loc(self):
+    with self.assertRaisesRegex(TypeError, "loc must be real"):
+      exact.exact_gradient(jnp.cos, 1j, 1.0)
+
+  def test_coupling_not_bool(self):
+    with self.assertRaisesRegex(TypeError, "coupling must be a Python bool"):
+      exact.measure_valued_variance(jnp.cos, 0.0, 1.0, coupling="yes")
+
+
+if __name__ == "__main__":
+  absltest.main()
