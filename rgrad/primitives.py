@@ -191,7 +191,7 @@ def softmax(x: jax.typing.ArrayLike) -> jax.Array:
 
 
 def softmax_jacobian(x: jax.typing.ArrayLike) -> jax.Array:
-  r"""Jacobian of :func:`softmax`: :math:`J = \operatorname{diag}(s) - s s^\top`.
+  r"""Jacobian of :func:`softmax`, :math:`\operatorname{diag}(s) - s s^\top`.
 
   Derivation: :math:`\partial s_i/\partial x_j = s_i(\delta_{ij} - s_j)`,
   from the quotient rule on :math:`e^{x_i} / Z` with
