@@ -93,7 +93,7 @@ def _check_positive(value: jax.Array, cls_name: str, field: str) -> None:
     raise ValueError(
       f"{cls_name}: {field} must be positive, got {int(bad.sum())} "
       f"non-positive or NaN entr{'y' if bad.sum() == 1 else 'ies'} of "
-      f"{concrete.size} (min {np.nanmin(concrete) if concrete.size else 0})."
+      f"{concrete.size} (min {np.min(concrete)})."
     )
 
 

@@ -318,10 +318,16 @@ def measure_valued_jacobians(
 
   With ``coupling=True`` the two sides share random numbers: :math:`W' = W`,
   and :math:`\epsilon = U M` with :math:`U \sim U(0, 1)` (a uniform multiple
-  of a double-sided Maxwell draw is standard normal), which reduces the
-  variance for smooth ``function``. The estimate is unbiased either way and
-  needs no derivative of ``function``; it costs ``2 * d`` evaluations of
-  ``function`` per sample for ``d`` Gaussian coordinates.
+  of a double-sided Maxwell draw is standard normal). Common random numbers
+  help when the two sides' costs are positively correlated and can hurt
+  otherwise: for :math:`f(x) = x^2` the coupled :math:`\partial_\sigma`
+  variance is :math:`4\mu^2 + 4\sigma^2` against :math:`16\mu^2 + 8\sigma^2`
+  uncoupled, but for the odd :math:`f(x) = x` the coupled
+  :math:`\partial_\mu` variance, :math:`(4 - \pi)/\pi`, is twice the
+  uncoupled one (both derived in the tests). The estimate is unbiased either
+  way and needs no derivative of ``function``. For ``d`` Gaussian coordinates
+  it evaluates ``function`` ``2 d`` times per sample for the locations (one
+  pair per coordinate) and ``2 d`` times for the scales.
 
   Gradients w.r.t. :math:`(\mu, \sigma)` are mapped to the distribution's own
   fields (:math:`\partial_{\log\sigma} = \sigma\,\partial_\sigma` for

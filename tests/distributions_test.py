@@ -1,0 +1,378 @@
+"""Tests for rgrad.distributions: hand-derived scores, densities, pytrees."""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import chex  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from absl.testing import absltest  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+
+from rgrad import distributions  # noqa: E402
+
+# Fixed, well-conditioned parameters; each case has a batch dimension where the
+# class supports one, so broadcasting in log_prob/score is exercised too.
+_LOC = np.array([[0.3, -1.2, 2.0], [1.5, 0.0, -0.7]])  # [2, 3]
+_SCALE = np.array([[0.5, 1.3, 2.2], [0.8, 1.0, 0.3]])  # [2, 3]
+_TRIL = np.array([[1.2, 0.0, 0.0], [0.4, 0.7, 0.0], [-0.3, 0.5, 1.6]])  # [3, 3]
+
+
+_NUM_DRAWS = 20_000
+
+
+@jax.jit
+def _draws(dist):
+  """The draws every test uses, [_NUM_DRAWS, *batch, *event].
+
+  One jitted call per class: eager sampling compiles op by op (Gamma's
+  rejection loop especially), and each new sample shape compiles anew; that
+  dominated this file's time.
+  """
+  return dist.sample(jax.random.key(0), (_NUM_DRAWS,))
+
+
+def _cases():
+  """(name, class, fields) for every distribution."""
+  return (
+    ("normal", distributions.Normal, dict(loc=_LOC, scale=_SCALE)),
+    (
+      "log_scale_normal",
+      distributions.LogScaleNormal,
+      dict(loc=_LOC, log_scale=np.log(_SCALE)),
+    ),
+    (
+      "mvn_tril",
+      distributions.MultivariateNormalTriL,
+      dict(loc=_LOC, scale_tril=np.stack([_TRIL, 0.5 * _TRIL + np.eye(3)])),
+    ),
+    ("bernoulli", distributions.Bernoulli, dict(logits=_LOC)),
+    ("categorical", distributions.Categorical, dict(logits=_LOC)),
+    (
+      "gamma",
+      distributions.Gamma,
+      dict(concentration=_SCALE + 0.2, rate=_SCALE[::-1]),
+    ),
+  )
+
+
+def _reference_log_prob(name, fields, x):
+  """log p(x) from jax.scipy.stats, sharing no code with rgrad."""
+  stats = jax.scipy.stats
+  if name == "normal":
+    return stats.norm.logpdf(x, fields["loc"], fields["scale"]).sum(-1)
+  if name == "log_scale_normal":
+    scale = np.exp(fields["log_scale"])
+    return stats.norm.logpdf(x, fields["loc"], scale).sum(-1)
+  if name == "mvn_tril":
+    tril = fields["scale_tril"]
+    cov = tril @ np.swapaxes(tril, -1, -2)
+    per_batch = jax.vmap(stats.multivariate_normal.logpdf)
+    return jax.vmap(per_batch, in_axes=(0, None, None))(x, fields["loc"], cov)
+  if name == "bernoulli":
+    return stats.bernoulli.logpmf(x, jax.nn.sigmoid(fields["logits"])).sum(-1)
+  if name == "categorical":
+    probs = jax.nn.softmax(fields["logits"], -1)
+    probs = jnp.broadcast_to(probs, x.shape + probs.shape[-1:])
+    return jnp.log(jnp.take_along_axis(probs, x[..., None], -1)[..., 0])
+  if name == "gamma":
+    a, b = fields["concentration"], fields["rate"]
+    return stats.gamma.logpdf(x, a, scale=1.0 / b).sum(-1)
+  raise ValueError(name)
+
+
+class ScoreTest(parameterized.TestCase):
+  """Hand-derived scores against jax.grad of log_prob, in float64."""
+
+  @parameterized.named_parameters(*_cases())
+  def test_score_matches_autodiff(self, cls, fields):
+    dist = cls(**fields)
+    xs = _draws(dist)[:4]
+    names = cls._fields
+
+    def log_prob(values, x):
+      return cls(**dict(zip(names, values, strict=True))).log_prob(x).sum()
+
+    values = tuple(jnp.asarray(fields[n]) for n in names)
+    # A few draws, each one x of the batch and event shape.
+    expected, got = jax.jit(
+      jax.vmap(lambda x: (jax.grad(log_prob)(values, x), dist.score(x)))
+    )(xs)
+    self.assertIsInstance(got, cls)
+    for n, e in zip(names, expected, strict=True):
+      chex.assert_shape(getattr(got, n), (4,) + fields[n].shape)
+      np.testing.assert_allclose(getattr(got, n), e, rtol=1e-10, atol=1e-10)
+
+  def test_mvn_score_formula(self):
+    """The closed form tril(L^{-T}(z z^T - I)), with explicit inverses."""
+    x = np.array([0.9, -0.4, 1.7])
+    mu = np.array([0.1, 0.2, -0.3])
+    z = np.linalg.solve(_TRIL, x - mu)
+    inv_t = np.linalg.inv(_TRIL).T
+    expected = np.tril(inv_t @ (np.outer(z, z) - np.eye(3)))
+    score = distributions.MultivariateNormalTriL(mu, _TRIL).score(x)
+    np.testing.assert_allclose(score.scale_tril, expected, rtol=1e-10)
+    np.testing.assert_allclose(score.loc, inv_t @ z, rtol=1e-10)
+
+  def test_normal_score_reuses_primitive_partials(self):
+    x = np.array([0.2, 1.0, -3.0])
+    loc, scale = _LOC[0], _SCALE[0]
+    z = (x - loc) / scale
+    score = distributions.Normal(loc, scale).score(x)
+    np.testing.assert_allclose(score.loc, z / scale, rtol=1e-12)
+    np.testing.assert_allclose(score.scale, (z**2 - 1) / scale, rtol=1e-12)
+    log_score = distributions.LogScaleNormal(loc, np.log(scale)).score(x)
+    np.testing.assert_allclose(log_score.log_scale, z**2 - 1, rtol=1e-12)
+
+
+class LogProbAndSampleTest(parameterized.TestCase):
+  @parameterized.named_parameters(*_cases())
+  def test_log_prob_matches_scipy(self, cls, fields):
+    dist = cls(**fields)
+    name = [c[0] for c in _cases() if c[1] is cls][0]
+    x = _draws(dist)[:4]
+    got, expected = jax.jit(
+      lambda x: (dist.log_prob(x), _reference_log_prob(name, fields, x))
+    )(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+  @parameterized.named_parameters(*_cases())
+  def test_shapes(self, cls, fields):
+    dist = cls(**fields)
+    batch, event = dist.batch_shape, dist.event_shape
+    self.assertEqual(batch, (2,))
+    self.assertEqual(event, () if cls is distributions.Categorical else (3,))
+    # Shapes only: eval_shape traces without compiling.
+    key = jax.random.key(3)
+    xs = jax.eval_shape(lambda: dist.sample(key, (7, 4)))
+    chex.assert_shape(xs, (7, 4) + batch + event)
+    chex.assert_shape(jax.eval_shape(dist.log_prob, xs), (7, 4) + batch)
+    chex.assert_shape(jax.eval_shape(dist.sample, key), batch + event)
+    chex.assert_shape(
+      jax.eval_shape(lambda: dist.sample(key, 5)), (5,) + batch + event
+    )
+    # One x of the batch and event shape: score leaves have the field shapes.
+    score = jax.eval_shape(dist.score, jax.eval_shape(dist.sample, key))
+    for n in cls._fields:
+      chex.assert_shape(getattr(score, n), fields[n].shape)
+
+  @parameterized.named_parameters(*_cases())
+  def test_reparameterized_flag(self, cls, fields):
+    del fields
+    discrete = (distributions.Bernoulli, distributions.Categorical)
+    self.assertEqual(cls.reparameterized, cls not in discrete)
+
+  @pytest.mark.slow
+  @parameterized.named_parameters(*_cases())
+  def test_sample_mean(self, cls, fields):
+    """Sample means within 5 standard errors of the closed-form means."""
+    dist = cls(**fields)
+    n = _NUM_DRAWS
+    xs = _draws(dist)
+    if cls is distributions.Normal:
+      mean = fields["loc"]
+    elif cls is distributions.LogScaleNormal:
+      mean = fields["loc"]
+    elif cls is distributions.MultivariateNormalTriL:
+      mean = fields["loc"]
+    elif cls is distributions.Bernoulli:
+      mean = 1.0 / (1.0 + np.exp(-fields["logits"]))
+    elif cls is distributions.Categorical:
+      probs = np.exp(fields["logits"])
+      probs /= probs.sum(-1, keepdims=True)
+      mean = probs  # frequencies of each category
+      xs = jax.nn.one_hot(xs, 3)
+    else:
+      mean = fields["concentration"] / fields["rate"]
+    stderr = np.std(xs, axis=0) / np.sqrt(n)
+    np.testing.assert_array_less(np.abs(np.mean(xs, 0) - mean), 5 * stderr)
+
+  @pytest.mark.slow
+  def test_mvn_sample_covariance(self):
+    dist = distributions.MultivariateNormalTriL(_LOC[0], _TRIL)
+    n = _NUM_DRAWS
+    xs = np.asarray(_draws(dist))
+    centered = xs - _LOC[0]
+    products = centered[:, :, None] * centered[:, None, :]  # [n, 3, 3]
+    stderr = products.std(0) / np.sqrt(n)
+    cov = _TRIL @ _TRIL.T
+    np.testing.assert_array_less(np.abs(products.mean(0) - cov), 5 * stderr)
+
+  def test_mvn_ignores_upper_triangle(self):
+    upper = _TRIL + np.triu(np.full((3, 3), 7.0), k=1)
+    clean = distributions.MultivariateNormalTriL(_LOC[0], _TRIL)
+    dirty = distributions.MultivariateNormalTriL(_LOC[0], upper)
+    key = jax.random.key(6)
+    np.testing.assert_array_equal(clean.sample(key), dirty.sample(key))
+    x = clean.sample(key)
+    np.testing.assert_allclose(dirty.log_prob(x), clean.log_prob(x))
+    np.testing.assert_allclose(
+      dirty.score(x).scale_tril, clean.score(x).scale_tril
+    )
+    # The pathwise gradient w.r.t. the ignored entries is zero as well.
+    grad = jax.grad(
+      lambda t: (
+        distributions.MultivariateNormalTriL(_LOC[0], t).sample(key).sum()
+      )
+    )(upper)
+    np.testing.assert_array_equal(np.triu(grad, k=1), 0.0)
+
+
+class PytreeTest(parameterized.TestCase):
+  @parameterized.named_parameters(*_cases())
+  def test_flatten_roundtrip_and_jit(self, cls, fields):
+    dist = cls(**fields)
+    leaves, treedef = jax.tree.flatten(dist)
+    self.assertLen(leaves, len(cls._fields))
+    rebuilt = jax.tree.unflatten(treedef, leaves)
+    self.assertIsInstance(rebuilt, cls)
+    x = _draws(dist)[:4]
+    np.testing.assert_allclose(
+      jax.jit(lambda d, x: d.log_prob(x))(dist, x), dist.log_prob(x)
+    )
+    paths = [
+      jax.tree_util.keystr(p) for p, _ in jax.tree.leaves_with_path(dist)
+    ]
+    self.assertEqual(paths, [f".{n}" for n in cls._fields])
+
+  def test_tree_map_skips_validation(self):
+    """Cotangents and scores are distribution-shaped with negative 'scales'."""
+    dist = distributions.Normal(_LOC, _SCALE)
+    negated = jax.tree.map(lambda v: -v, dist)
+    np.testing.assert_array_equal(negated.scale, -_SCALE)
+
+  def test_vmap_over_distributions(self):
+    dist = distributions.Normal(_LOC, _SCALE)  # batch [2] as a vmap axis
+    x = np.zeros(3)
+    per_row = jax.vmap(lambda d: d.log_prob(x))(dist)
+    np.testing.assert_allclose(per_row, dist.log_prob(np.zeros((2, 3))))
+
+  def test_immutable_and_replace(self):
+    dist = distributions.Normal(_LOC, _SCALE)
+    with self.assertRaisesRegex(AttributeError, "immutable"):
+      dist.loc = 0.0
+    moved = dist.replace(loc=_LOC + 1.0)
+    np.testing.assert_array_equal(moved.loc, _LOC + 1.0)
+    with self.assertRaisesRegex(ValueError, r"unknown fields \['mean'\]"):
+      dist.replace(mean=1.0)
+    with self.assertRaisesRegex(ValueError, "scale must be positive"):
+      dist.replace(scale=-_SCALE)
+
+  def test_broadcast_and_int_parameters(self):
+    dist = distributions.Normal(np.array([1, 2, 3]), 2.0)
+    self.assertTrue(jnp.issubdtype(dist.loc.dtype, jnp.floating))
+    chex.assert_shape(dist.scale, (3,))
+    self.assertIn("Normal(loc=float", repr(dist))
+
+
+class ValidationTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ("zero_scale", lambda: distributions.Normal(0.0, 0.0), "scale"),
+    (
+      "neg_scale",
+      lambda: distributions.Normal([0.0, 1.0], [1.0, -1.0]),
+      "scale",
+    ),
+    ("nan_scale", lambda: distributions.Normal(0.0, np.nan), "NaN"),
+    (
+      "mvn_diag",
+      lambda: distributions.MultivariateNormalTriL(
+        np.zeros(2), np.array([[1.0, 0.0], [0.3, -0.1]])
+      ),
+      r"diag\(scale_tril\) must be positive",
+    ),
+    ("gamma_shape", lambda: distributions.Gamma(-1.0, 1.0), "concentration"),
+    ("gamma_rate", lambda: distributions.Gamma(1.0, 0.0), "rate"),
+  )
+  def test_non_positive_values(self, make, message):
+    with self.assertRaisesRegex(ValueError, message):
+      make()
+
+  def test_count_in_message(self):
+    with self.assertRaisesRegex(
+      ValueError, r"got 2 non-positive or NaN .* of 3"
+    ):
+      distributions.Normal(np.zeros(3), np.array([1.0, 0.0, -2.0]))
+
+  @parameterized.named_parameters(
+    (
+      "normal",
+      lambda: distributions.Normal(np.zeros(3), np.ones(4)),
+      r"do not broadcast: loc\(3,\), scale\(4,\)",
+    ),
+    (
+      "gamma",
+      lambda: distributions.Gamma(np.ones(2), np.ones(5)),
+      "do not broadcast",
+    ),
+    (
+      "mvn_square",
+      lambda: distributions.MultivariateNormalTriL(np.zeros(3), np.eye(2)),
+      r"scale_tril must have shape \[\.\.\., 3, 3\]",
+    ),
+    (
+      "mvn_scalar_loc",
+      lambda: distributions.MultivariateNormalTriL(0.0, np.eye(1)),
+      "loc must be at least 1-D",
+    ),
+    (
+      "mvn_batch",
+      lambda: distributions.MultivariateNormalTriL(
+        np.zeros((2, 3)), np.broadcast_to(np.eye(3), (4, 3, 3))
+      ),
+      "batch shapes .* do not broadcast",
+    ),
+    (
+      "categorical_scalar",
+      lambda: distributions.Categorical(1.0),
+      r"logits must have shape \[\.\.\., k\]",
+    ),
+  )
+  def test_bad_shapes(self, make, message):
+    with self.assertRaisesRegex(ValueError, message):
+      make()
+
+  def test_shapes_checked_under_jit(self):
+    with self.assertRaisesRegex(ValueError, "do not broadcast"):
+      jax.jit(lambda a, b: distributions.Normal(a, b).loc)(
+        np.zeros(3), np.ones(2)
+      )
+
+  def test_values_unchecked_under_jit(self):
+    """Traced values cannot be checked; construction must still trace."""
+    loc = jax.jit(lambda s: distributions.Normal(0.0, s).scale)(-1.0)
+    np.testing.assert_array_equal(loc, -1.0)
+
+  def test_non_array_and_complex(self):
+    with self.assertRaisesRegex(TypeError, "loc must be array-like"):
+      distributions.Normal(object(), 1.0)
+    with self.assertRaisesRegex(TypeError, "scale must be real"):
+      distributions.Normal(0.0, 1.0 + 1.0j)
+
+  @parameterized.named_parameters(
+    ("normal", distributions.Normal(_LOC, _SCALE), np.zeros(3)),
+    ("gamma", distributions.Gamma(_SCALE, _SCALE), np.ones((2, 4))),
+    ("bernoulli", distributions.Bernoulli(_LOC), np.zeros((3, 2))),
+    (
+      "mvn",
+      distributions.MultivariateNormalTriL(_LOC, _TRIL),
+      np.zeros((2, 2)),
+    ),
+    ("categorical", distributions.Categorical(_LOC), np.zeros((3,), int)),
+  )
+  def test_bad_x_shape(self, dist, x):
+    with self.assertRaisesRegex(ValueError, "x must have shape"):
+      dist.log_prob(x)
+    with self.assertRaisesRegex(ValueError, "x must have shape"):
+      dist.score(x)
+
+  def test_categorical_needs_integers(self):
+    dist = distributions.Categorical(_LOC)
+    with self.assertRaisesRegex(TypeError, "integer category indices"):
+      dist.log_prob(np.zeros(2))
+
+
+if __name__ == "__main__":
+  absltest.main()
