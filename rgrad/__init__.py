@@ -44,6 +44,10 @@ from rgrad.variational import stl_jacobians
 
 # isort: split
 # --- diagnostics (exact references, gradient moments) ---
+from rgrad.diagnostics import GradientMoments
+from rgrad.diagnostics import bias_in_stderrs
+from rgrad.diagnostics import gradient_moments
+from rgrad.diagnostics import signal_to_noise
 from rgrad.exact import exact_gradient
 from rgrad.exact import measure_valued_variance
 from rgrad.exact import pathwise_variance
@@ -82,6 +86,10 @@ __all__ = (
   "dreg_jacobians",
   "stl_jacobians",
   # diagnostics
+  "GradientMoments",
+  "bias_in_stderrs",
+  "gradient_moments",
+  "signal_to_noise",
   "exact_gradient",
   "measure_valued_variance",
   "pathwise_variance",
