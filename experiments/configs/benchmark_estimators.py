@@ -1,0 +1,71 @@
+r"""Config for `experiments/benchmark_estimators.py`.
+
+Wall time of the Monte Carlo gradient estimators of rgrad relative to a floor
+(drawing the samples and evaluating the cost, no gradient) and to the naive
+score function (``vmap`` of ``jax.grad`` of ``log_prob``), and the peak
+memory of :func:`rgrad.diagnostics.gradient_moments`, for the Gaussian
+estimators of
+
+  Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
+  Learning. JMLR 2020, https://arxiv.org/abs/1906.10652 (Section 3.3,
+  computational cost as a criterion).
+
+Launch (every flag has a default, so the first line alone runs as is)::
+
+  python -m experiments.benchmark_estimators \
+    --config=experiments/configs/benchmark_estimators.py \
+    --workdir=/tmp/rgrad/benchmark_estimators \
+    --config.dim=100 --config.num_samples=1000000 --config.num_repeats=5
+
+Targets: every estimator within ``target_ratio`` (1.15x) of its floor; the
+measure-valued estimator against its own floor (sampling plus ``4 d`` cost
+evaluations per sample); ``gradient_moments`` over ``memory_num_samples`` x
+``memory_dim`` under ``memory_target_bytes`` (4 GB) peak RSS.
+"""
+
+import ml_collections
+
+# Names accepted in `estimators` (comma separated); see the experiment module.
+ESTIMATORS = (
+  "pathwise",
+  "score_function",
+  "measure_valued_coupled",
+  "measure_valued_uncoupled",
+  "leave_one_out",
+  "antithetic_pathwise",
+  "antithetic_score_function",
+  "delta_method",
+)
+COSTS = ("quadratic", "cos")
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default config (d = 100, 10^6 samples, 10^7 x 1000 memory)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.dim = 100
+  # Samples per timed run of every estimator except the measure-valued one;
+  # a multiple of `chunk_size`.
+  config.num_samples = 1_000_000
+  # Samples per estimator call inside the timed lax.scan (memory ~ chunk * d).
+  config.chunk_size = 10_000
+  # The measure-valued estimator evaluates the cost 4 d times per sample and
+  # holds [chunk, d, d] inputs: fewer samples and a smaller chunk keep one
+  # timed run in seconds. Its ratios are per sample, so they compare.
+  config.measure_valued_num_samples = 20_000
+  config.measure_valued_chunk_size = 500
+  config.estimators = ",".join(ESTIMATORS)
+  config.cost = "quadratic"
+  # Timed runs per program after one warm-up run; the median is reported.
+  config.num_repeats = 5
+  config.target_ratio = 1.15
+
+  # Peak memory of gradient_moments, measured in a fresh subprocess.
+  config.measure_memory = True
+  config.memory_estimator = "pathwise"
+  config.memory_num_samples = 10_000_000
+  config.memory_dim = 1000
+  config.memory_chunk_size = 1000
+  config.memory_target_bytes = 4 * 1024**3
+  config.memory_timeout_s = 3600
+  return config
