@@ -17,10 +17,12 @@ Gaussian :math:`N(\mu, \mathrm{diag}\,\sigma^2)` in ``d`` dimensions:
   (a pair per coordinate for the means and for the scales), so it is also
   compared with its own floor: the same draws plus ``4 d`` cost evaluations.
 
-Every program is jitted and compiled first, run once to warm up, then run
-``num_repeats`` times with fresh keys; the reported time is the median, with
-``jax.block_until_ready``. Ratios are per sample (time / num_samples) so the
-measure-valued estimator, run on fewer samples, compares too.
+Every program is jitted and compiled first and run once to warm up; then
+``num_repeats`` rounds each run every program once, interleaved so that the
+drifting load of a shared machine hits all programs alike; the reported time
+is the median over rounds, with ``jax.block_until_ready``. Ratios are per
+sample (time / num_samples), so the measure-valued estimator, run on fewer
+samples, compares too.
 
 Peak memory of :func:`rgrad.diagnostics.gradient_moments` over
 ``memory_num_samples`` x ``memory_dim`` is measured in a fresh Python
@@ -177,15 +179,27 @@ def _summed_program(chunk_fn: ChunkFn, num_samples: int, chunk_size: int):
   return program
 
 
-def _time(program, key: jax.Array, num_repeats: int) -> list[float]:
-  """Compiles, warms up, then returns `num_repeats` wall times (seconds)."""
-  jax.block_until_ready(program(jax.random.fold_in(key, 10**6)))  # warm-up
-  times = []
+def _time_interleaved(
+  programs: dict[str, Callable[[jax.Array], Any]],
+  key: jax.Array,
+  num_repeats: int,
+) -> dict[str, list[float]]:
+  """Wall times (seconds) of each program, repeats interleaved.
+
+  Every program is compiled and run once first (warm-up). Then each repeat
+  runs every program once, in turn: on a shared machine whose load drifts,
+  interleaving spreads the drift over all programs instead of biasing
+  whichever ran during a busy minute. Each repeat uses a fresh key.
+  """
+  for program in programs.values():
+    jax.block_until_ready(program(jax.random.fold_in(key, num_repeats)))
+  times = {name: [] for name in programs}
   for repeat in range(num_repeats):
     k = jax.random.fold_in(key, repeat)
-    start = time.perf_counter()
-    jax.block_until_ready(program(k))
-    times.append(time.perf_counter() - start)
+    for name, program in programs.items():
+      start = time.perf_counter()
+      jax.block_until_ready(program(k))
+      times[name].append(time.perf_counter() - start)
   return times
 
 
@@ -222,7 +236,7 @@ def _naive_score_function_fn(cost, params) -> ChunkFn:
   return chunk_fn
 
 
-def _record(name: str, times: list[float], num_samples: int) -> dict:
+def _record(times: list[float], num_samples: int) -> dict[str, Any]:
   median = statistics.median(times)
   return {
     "median_s": median,
@@ -378,52 +392,48 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   # Evaluations of the cost per sample by the measure-valued estimator.
   mv_evaluations = 4 * dim
 
-  def timed(name, chunk_fn, num_samples, chunk_size):
-    program = _summed_program(chunk_fn, num_samples, chunk_size)
-    times = _time(
-      program, jax.random.fold_in(k_time, len(name)), config.num_repeats
-    )
-    record = _record(name, times, num_samples)
-    logging.info(
-      "%-28s median %.4f s over %d samples (%.3f us/sample)",
-      name,
-      record["median_s"],
-      num_samples,
-      1e6 * record["s_per_sample"],
-    )
-    return record
-
-  programs = {
-    "floor": timed("floor", _floor_fn(cost, params, 1), n, chunk),
-    "naive_score_function": timed(
-      "naive_score_function", _naive_score_function_fn(cost, params), n, chunk
-    ),
+  # name -> (chunk_fn, num_samples, chunk_size) of every timed program.
+  specs = {
+    "floor": (_floor_fn(cost, params, 1), n, chunk),
+    "naive_score_function": (_naive_score_function_fn(cost, params), n, chunk),
   }
   if any(name in _MEASURE_VALUED for name in names):
-    programs["measure_valued_floor"] = timed(
-      "measure_valued_floor",
+    specs["measure_valued_floor"] = (
       _floor_fn(cost, params, mv_evaluations),
       n_mv,
       chunk_mv,
     )
+  for name in names:
+    chunk_fn = functools.partial(table[name], cost, params, _normal_builder)
+    is_mv = name in _MEASURE_VALUED
+    specs[name] = (
+      lambda key, n, fn=chunk_fn: fn(key, n),
+      n_mv if is_mv else n,
+      chunk_mv if is_mv else chunk,
+    )
+  compiled = {name: _summed_program(*spec) for name, spec in specs.items()}
+  times = _time_interleaved(compiled, k_time, config.num_repeats)
+  records = {}
+  for name, (_, num_samples, _) in specs.items():
+    records[name] = _record(times[name], num_samples)
+    logging.info(
+      "%-28s median %.4f s over %d samples (%.3f us/sample)",
+      name,
+      records[name]["median_s"],
+      num_samples,
+      1e6 * records[name]["s_per_sample"],
+    )
+  programs = {name: records[name] for name in specs if name not in names}
   floor = programs["floor"]["s_per_sample"]
   naive = programs["naive_score_function"]["s_per_sample"]
   programs["naive_score_function"]["ratio_to_floor"] = naive / floor
 
   results_estimators = {}
   for name in names:
-    estimator = table[name]
-    chunk_fn = functools.partial(estimator, cost, params, _normal_builder)
-    is_mv = name in _MEASURE_VALUED
-    record = timed(
-      name,
-      lambda key, n, fn=chunk_fn: fn(key, n),
-      n_mv if is_mv else n,
-      chunk_mv if is_mv else chunk,
-    )
+    record = records[name]
     record["ratio_to_floor"] = record["s_per_sample"] / floor
     record["ratio_to_naive_score_function"] = record["s_per_sample"] / naive
-    if is_mv:
+    if name in _MEASURE_VALUED:
       own = programs["measure_valued_floor"]["s_per_sample"]
       record["ratio_to_own_floor"] = record["s_per_sample"] / own
       record["within_target"] = (

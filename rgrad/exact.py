@@ -478,8 +478,9 @@ def measure_valued_variance(
   double-sided Maxwell and :math:`\epsilon \sim N(0, 1)`. With
   ``coupling=True`` the arms share randomness: :math:`R' = R`, and
   :math:`\epsilon = U M` with :math:`U \sim U(0, 1)` (a standard normal,
-  as in the coupling of Mohamed et al. §6.3 and optax); otherwise they are
-  independent. All four variances are computed exactly by quadrature:
+  the common-random-numbers coupling of Mohamed et al. Section 6, as in
+  optax and :func:`rgrad.estimators.measure_valued_jacobians`); otherwise
+  they are independent. All four variances are computed exactly by quadrature:
   Rayleigh expectations by the split Laguerre/Hermite rule, Maxwell ones by
   the weighted Hermite rule and the coupled :math:`(M, U)` pair by a
   Hermite x Legendre product rule (``num_points**2`` cost evaluations).

@@ -66,8 +66,8 @@ def _reproduce(estimator, key, num_samples, chunk_size):
 
 
 class GradientMomentsTest(parameterized.TestCase):
-  # 1: a scan of 1000 steps; 7, 333: partial last chunk; 4096 > num_samples.
-  @parameterized.parameters(1, 7, 333, 4096)
+  # 1: a scan of 1000 steps; 7: a partial last chunk; 4096 > num_samples.
+  @parameterized.parameters(1, 7, 4096)
   def test_matches_one_shot_numpy(self, chunk_size):
     key = jax.random.key(1)
     num_samples = 1000
@@ -339,7 +339,7 @@ class RealEstimatorsTest(parameterized.TestCase):
 
     # Variance within 5 of its own standard errors, sqrt((m4 - v^2) / n),
     # from the same samples (one chunk, so the key is fold_in(key, 0)).
-    samples = estimator(
+    samples = jax.jit(estimator, static_argnums=(0, 2, 4))(
       cost, params, _normal_builder, jax.random.fold_in(key, 0), num_samples
     )
     for field in ("loc", "scale"):
