@@ -1,0 +1,1259 @@
+r"""Variance of Monte Carlo gradient estimators across cost functions.
+
+Reproduces Figures 2 and 3 of Mohamed et al. (2020), Section 3: for
+:math:`X \sim N(\mu, \sigma^2)` at :math:`\mu = \sigma = 1` and the costs
+
+* ``square``: :math:`f(x; k) = (x - k)^2`,
+* ``exp_sq``: :math:`f(x; k) = \exp(-k x^2)`,
+* ``cos``:    :math:`f(x; k) = \cos(k x)`,
+
+the variance of the single-sample estimators of :math:`\partial_\mu E[f]` and
+:math:`\partial_\sigma E[f]` against :math:`k`, for the estimators
+
+* ``pathwise``: :func:`rgrad.estimators.pathwise_jacobians`,
+* ``score_function``: :func:`rgrad.estimators.score_function_jacobians`,
+* ``score_function_cv``: the score function with the delta-method control
+  variate, :func:`rgrad.control_variates.control_variate_jacobians`,
+* ``measure_valued``: :func:`rgrad.estimators.measure_valued_jacobians`
+  (coupled by default).
+
+Every empirical mean and variance (``num_samples`` draws) is compared with the
+exact gradient and exact single-sample variance by quadrature
+(:mod:`rgrad.exact`, which shares no code with the estimators), with a z-score
+whose standard error comes from the samples themselves.
+
+The figures show what the paper shows: for :math:`(x - k)^2` the pathwise
+variance is flat in :math:`k` (it is :math:`4\sigma^2` and :math:`8\sigma^2`)
+while the score-function variance grows like :math:`k^4`; for
+:math:`\cos(k x)` the pathwise variance grows with :math:`k` (like
+:math:`k^2`) while the score-function variance stays bounded (the cost does).
+
+Beyond the paper:
+
+* ``dim_sweep``: the cost summed over the ``d`` coordinates of a diagonal
+  Gaussian, :math:`F(x) = \sum_i f(x_i; k)`. The estimators of
+  :math:`\partial_{\mu_1}` from the pathwise and measure-valued estimators
+  only see :math:`x_1`, so their variance does not depend on ``d``; the score
+  function multiplies the *whole* cost by the score of :math:`x_1`, so its
+  variance grows linearly in ``d``, and the total variance (summed over all
+  ``2 d`` parameters) quadratically.
+* ``sigma_sweep``: the variance against the scale :math:`\sigma` at a fixed
+  :math:`k` per cost. Its (k, sigma) points are appended to the k grid, so it
+  shares that program (and ``num_samples``, ``chunk_size`` and random
+  numbers).
+* Timings: the measured wall time per sample of each estimator (jitted, same
+  run, compile time excluded), so that variance x time, the
+  *work-normalized variance*, compares estimators at equal compute.
+
+Parallelism and determinism. Draws are processed in chunks of ``chunk_size``;
+chunk ``c`` draws its randomness from ``fold_in(key, c)`` with ``c`` the
+*global* chunk index, and chunks are sharded over a 1-d ``jax.sharding.Mesh``
+of all devices (every host's, with ``--config.distributed``) by
+``jax.shard_map``; each device loops over its chunks with ``lax.map`` and
+returns per-chunk central moments (mean and :math:`M_2, M_3, M_4`, in
+float64), which are merged on the host in chunk order with the exact
+shift formulas. Results are therefore independent of the number of devices,
+and memory stays :math:`O(\text{chunk\_size} \times \text{grid})`. Each
+(sweep, estimator) is compiled once for all costs: grid points (``k``,
+``sigma``, ``d``) are ``vmap``-ed, never looped over in Python; the ``d``
+sweep samples ``max(dims)`` coordinates and masks the cost, which leaves
+the distribution of the first coordinate's estimates unchanged. Random
+numbers are common across the grid points of one sweep (smooth curves),
+independent across costs, estimators and sweeps.
+
+Outputs in ``workdir``:
+
+* ``results.json`` (deterministic: the same config gives the same bytes)::
+
+    {"schema_version": 1,
+     "config": {...},                       # the config used
+     "records": [                # one per (cost, k, estimator, param)
+       {"cost": "square" | "exp_sq" | "cos",
+        "k": float,
+        "estimator": "pathwise" | "score_function" | "score_function_cv"
+                     | "measure_valued",
+        "param": "mu" | "sigma",
+        "mean": float,                      # empirical mean of the estimates
+        "variance": float,                  # empirical (unbiased) variance
+        "exact_mean": float,                # exact gradient (quadrature)
+        "exact_variance": float | null,     # exact single-sample variance;
+                                            # null where undefined (sf_cv)
+        "num_samples": int,
+        "stderr": float,                    # standard error of `mean`
+        "mean_z": float,                    # (mean - exact_mean) / stderr
+        "variance_stderr": float,           # from the 4th central moment
+        "variance_z": float | null,         # (variance - exact) / its stderr
+        "variance_ratio": float | null},    # variance / exact_variance
+       ...],
+     "sigma_sweep": [...],                  # records as above with "scale"
+                                            # (the sigma of the Gaussian)
+     "dim_sweep": [...],                    # records as above (first
+                                            # coordinate) with "dim",
+                                            # "total_variance" (summed over
+                                            # the d coordinates of `param`)
+                                            # and "exact_total_variance"
+     "summary": {"max_abs_mean_z": float, "max_abs_variance_z": float}}
+
+* ``timings.json`` (not deterministic, hence kept apart)::
+
+    {"platform": str, "device_count": int, "process_count": int,
+     "wall_time_s": float,
+     "phases": {"estimators_s", "exact_s", "plot_s"},   # seconds
+     "main": [{"estimator", "compile_s", "run_s", "num_evaluations",
+               "seconds_per_sample"}, ...],   # one per estimator
+     "dim_sweep": [...]}   # the same fields
+
+  ``seconds_per_sample`` is ``run_s / num_evaluations`` with
+  ``num_evaluations = num_samples * (grid points summed over the costs)``:
+  one sample is one single-sample estimate of both gradients at one grid
+  point (all costs share one program per estimator, so the time is their
+  average; the cost functions are cheap next to the estimators' work).
+* ``results.csv``, ``sigma_sweep.csv``, ``dim_sweep.csv``: the records.
+* ``variance_<cost>.png``: the paper's layout, log-variance against ``k``, one
+  panel per parameter, one line per estimator, exact values dashed.
+* ``dim_sweep.png``, ``sigma_sweep.png``, ``work_normalized_variance.png``.
+* A table on stdout.
+
+Usage: see `experiments/configs/estimator_variance.py`.
+
+References:
+  Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
+  Learning. JMLR 2020, https://arxiv.org/abs/1906.10652 (Section 3, Figures
+  2-3; Sections 4-7).
+  Pebay. Formulas for robust, one-pass parallel computation of covariances and
+  arbitrary-order statistical moments. Sandia report SAND2008-6212 (merging
+  central moments).
+"""
+
+import concurrent.futures
+import csv
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from ml_collections import config_flags
+
+from experiments.configs import estimator_variance as config_lib
+from rgrad import control_variates
+from rgrad import distributions
+from rgrad import estimators
+from rgrad import exact
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config",
+  os.path.join(os.path.dirname(__file__), "configs", "estimator_variance.py"),
+  "Experiment config (ml_collections).",
+  lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", "/tmp/rgrad/estimator_variance", "Where results go."
+)
+
+PARAMS = ("mu", "sigma")
+_SAMPLES_AXIS = "samples"
+# Stable ids for key derivation: a cost's numbers do not depend on which other
+# costs or estimators were selected.
+_SWEEP_IDS = {"main": 0, "dim_sweep": 2}
+# Relative accuracy of the quadrature references (rgrad.exact reaches 1e-10).
+# z-scores divide by the Monte Carlo standard error combined with it, so an
+# estimator that is exact up to roundoff (the delta method on the quadratic
+# cost, where h = f and every estimate equals the gradient) is not flagged
+# for differing from the reference in the 15th digit.
+_REFERENCE_TOL = 1e-10
+# An exact variance below this is zero up to roundoff: no variance ratio.
+_ZERO_VARIANCE = 1e-20
+
+
+# ---------------------------------------------------------------------------
+# The costs of Figures 2-3, with closed-form moments of f(X).
+# ---------------------------------------------------------------------------
+
+
+class Cost(NamedTuple):
+  r"""A scalar cost :math:`f(x; k)` applied elementwise.
+
+  Attributes:
+    fn: ``(x, k) -> f(x; k)``, elementwise in ``x``.
+    label: the formula, for plots.
+    moments: ``(k, loc, scale) -> (E f(X), Var f(X))`` for
+      :math:`X \sim N(loc, scale^2)`, in closed form. Only the ``dim`` sweep's
+      exact score-function variance needs them (the other coordinates'
+      cost acts on the first coordinate's score as a random baseline).
+    k_positive: whether ``k`` must be > 0 (``exp_sq``: integrability of f^2
+      in the moments is not the issue, but exp(-k x^2) grows without bound
+      for k < 0 and the paper uses k > 0).
+  """
+
+  fn: Callable[[jax.Array, jax.Array], jax.Array]
+  label: str
+  moments: Callable[..., tuple[jax.Array, jax.Array]]
+  k_positive: bool
+
+
+def _square_moments(k, loc, scale):
+  # X - k ~ N(loc - k, s^2): E (X-k)^2 = (loc-k)^2 + s^2 and
+  # Var (X-k)^2 = 2 s^4 + 4 s^2 (loc-k)^2 (non-central chi-square).
+  shift = loc - k
+  return shift**2 + scale**2, 2 * scale**4 + 4 * scale**2 * shift**2
+
+
+def _gaussian_exp_sq(a, loc, scale):
+  # E exp(-a X^2) = (1 + 2 a s^2)^{-1/2} exp(-a loc^2 / (1 + 2 a s^2)).
+  denom = 1.0 + 2.0 * a * scale**2
+  return jnp.exp(-a * loc**2 / denom) / jnp.sqrt(denom)
+
+
+def _exp_sq_moments(k, loc, scale):
+  mean = _gaussian_exp_sq(k, loc, scale)
+  return mean, _gaussian_exp_sq(2 * k, loc, scale) - mean**2
+
+
+def _cos_moments(k, loc, scale):
+  # E cos(kX) = exp(-k^2 s^2 / 2) cos(k loc); cos^2 = (1 + cos 2kx) / 2.
+  mean = jnp.exp(-0.5 * (k * scale) ** 2) * jnp.cos(k * loc)
+  second = 0.5 * (1.0 + jnp.exp(-2.0 * (k * scale) ** 2) * jnp.cos(2 * k * loc))
+  return mean, second - mean**2
+
+
+COSTS: dict[str, Cost] = {
+  "square": Cost(
+    fn=lambda x, k: jnp.square(x - k),
+    label=r"$(x - k)^2$",
+    moments=_square_moments,
+    k_positive=False,
+  ),
+  "exp_sq": Cost(
+    fn=lambda x, k: jnp.exp(-k * jnp.square(x)),
+    label=r"$\exp(-k x^2)$",
+    moments=_exp_sq_moments,
+    k_positive=True,
+  ),
+  "cos": Cost(
+    fn=lambda x, k: jnp.cos(k * x),
+    label=r"$\cos(k x)$",
+    moments=_cos_moments,
+    k_positive=False,
+  ),
+}
+assert tuple(COSTS) == config_lib.COSTS
+
+
+# ---------------------------------------------------------------------------
+# The estimators, all with the shared rgrad signature.
+# ---------------------------------------------------------------------------
+
+
+def _dist_builder(params: dict[str, jax.Array]) -> distributions.Normal:
+  return distributions.Normal(loc=params["mu"], scale=params["sigma"])
+
+
+def _estimator_fns(coupling: bool) -> dict[str, Callable[..., Any]]:
+  """Name -> ``f(function, params, dist_builder, key, num_samples)``."""
+  return {
+    "pathwise": estimators.pathwise_jacobians,
+    "score_function": estimators.score_function_jacobians,
+    # The delta method with the fixed coefficient c = 1 (Mohamed et al.
+    # 7.4.2): each sample stays an independent single-sample estimate (an
+    # estimated coefficient would be shared by a whole chunk), and its
+    # variance is the score-function variance of f - h, known exactly.
+    "score_function_cv": functools.partial(
+      control_variates.control_variate_jacobians,
+      estimator="score_function",
+      control_variate="delta",
+      coefficient=1.0,
+    ),
+    "measure_valued": functools.partial(
+      estimators.measure_valued_jacobians, coupling=coupling
+    ),
+  }
+
+
+# ---------------------------------------------------------------------------
+# Config parsing: every check runs before any computation.
+# ---------------------------------------------------------------------------
+
+
+class _Parsed(NamedTuple):
+  costs: tuple[str, ...]
+  estimators: tuple[str, ...]
+  k_grids: dict[str, np.ndarray]
+  scales: np.ndarray
+  dims: tuple[int, ...]
+
+
+def _names(value: Any, field: str, valid: Sequence[str]) -> tuple[str, ...]:
+  if isinstance(value, str):
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+  elif isinstance(value, (list, tuple)):
+    names = tuple(str(n).strip() for n in value)
+  else:
+    raise TypeError(
+      f"config.{field} must be a comma-separated string, got "
+      f"{type(value).__name__}."
+    )
+  if not names:
+    raise ValueError(
+      f"config.{field} is empty; choose from: {', '.join(valid)}."
+    )
+  unknown = [n for n in names if n not in valid]
+  if unknown:
+    raise ValueError(
+      f"Unknown name(s) {', '.join(repr(n) for n in unknown)} in "
+      f"config.{field}; valid names are: {', '.join(valid)}."
+    )
+  if len(set(names)) != len(names):
+    raise ValueError(f"config.{field} lists a name twice: {value!r}.")
+  return names
+
+
+def _positive_int(value: Any, field: str, minimum: int = 1) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(
+      f"config.{field} must be an int, got {type(value).__name__}."
+    )
+  if value < minimum:
+    raise ValueError(f"config.{field} must be >= {minimum}, got {value}.")
+  return int(value)
+
+
+def _check_chunking(num_samples: Any, chunk_size: Any, prefix: str) -> None:
+  num_samples = _positive_int(num_samples, f"{prefix}num_samples", 2)
+  chunk_size = _positive_int(chunk_size, f"{prefix}chunk_size")
+  if num_samples % chunk_size:
+    raise ValueError(
+      f"config.{prefix}num_samples ({num_samples}) must be a multiple of "
+      f"config.{prefix}chunk_size ({chunk_size})."
+    )
+
+
+def _grid(spec: Any, field: str, geometric: bool = False) -> np.ndarray:
+  """(start, stop, num) -> a float64 grid."""
+  if not isinstance(spec, (list, tuple)) or len(spec) != 3:
+    raise ValueError(
+      f"config.{field} must be a (start, stop, num) triple, got {spec!r}."
+    )
+  start, stop, num = spec
+  num = _positive_int(num, f"{field}[2] (num)")
+  if not all(np.isfinite([start, stop])):
+    raise ValueError(f"config.{field} has a non-finite end point: {spec!r}.")
+  if geometric:
+    if start <= 0 or stop <= 0:
+      raise ValueError(
+        f"config.{field} is geometric and needs start, stop > 0: {spec!r}."
+      )
+    return np.geomspace(start, stop, num)
+  return np.linspace(start, stop, num)
+
+
+def parse_config(config: ml_collections.ConfigDict) -> _Parsed:
+  """Validates `config`; raises ValueError/TypeError naming the problem.
+
+  Args:
+    config: see `experiments/configs/estimator_variance.py`.
+
+  Returns:
+    The parsed cost and estimator names and grids.
+  """
+  costs = _names(config.costs, "costs", config_lib.COSTS)
+  names = _names(config.estimators, "estimators", config_lib.ESTIMATORS)
+  _check_chunking(config.num_samples, config.chunk_size, "")
+  if not (np.isfinite(config.loc) and np.isfinite(config.scale)):
+    raise ValueError("config.loc and config.scale must be finite.")
+  if config.scale <= 0:
+    raise ValueError(f"config.scale must be > 0, got {config.scale}.")
+  k_grids = {c: _grid(config.k_grid[c], f"k_grid.{c}") for c in costs}
+  for c in costs:
+    ks = [("k_grid", k_grids[c])]
+    if config.dim_sweep.enabled:
+      ks.append(("dim_sweep.k", np.array([config.dim_sweep.k[c]])))
+    if config.sigma_sweep.enabled:
+      ks.append(("sigma_sweep.k", np.array([config.sigma_sweep.k[c]])))
+    for field, k in ks:
+      if not np.all(np.isfinite(k)):
+        raise ValueError(f"config.{field}.{c} must be finite.")
+      if COSTS[c].k_positive and np.any(k <= 0):
+        raise ValueError(
+          f"config.{field}.{c}: the cost {c} = exp(-k x^2) needs k > 0 "
+          f"(it is unbounded for k <= 0), got {k.min()}."
+        )
+  scales = np.zeros(0)
+  if config.sigma_sweep.enabled:
+    scales = _grid(config.sigma_sweep.scales, "sigma_sweep.scales", True)
+  dims: tuple[int, ...] = ()
+  if config.dim_sweep.enabled:
+    _check_chunking(
+      config.dim_sweep.num_samples, config.dim_sweep.chunk_size, "dim_sweep."
+    )
+    if not isinstance(config.dim_sweep.dims, (list, tuple)):
+      raise TypeError("config.dim_sweep.dims must be a tuple of ints.")
+    dims = tuple(
+      _positive_int(d, "dim_sweep.dims[i]") for d in config.dim_sweep.dims
+    )
+    if not dims or len(set(dims)) != len(dims):
+      raise ValueError(
+        f"config.dim_sweep.dims must be non-empty and distinct, got {dims}."
+      )
+  return _Parsed(costs, names, k_grids, scales, dims)
+
+
+# ---------------------------------------------------------------------------
+# Sharded, chunked moments.
+# ---------------------------------------------------------------------------
+
+
+def _central_moments(samples: jax.Array) -> jax.Array:
+  """[n, *rest] -> [4, *rest]: the mean and the central sums M2, M3, M4."""
+  mean = jnp.mean(samples, axis=0)
+  centered = samples - mean
+  sq = jnp.square(centered)
+  return jnp.stack(
+    [mean, sq.sum(0), (sq * centered).sum(0), jnp.square(sq).sum(0)]
+  )
+
+
+def _device_mesh() -> jax.sharding.Mesh:
+  """A 1-d mesh over every device (of every process)."""
+  return jax.sharding.Mesh(np.array(jax.devices()), (_SAMPLES_AXIS,))
+
+
+class _Program(NamedTuple):
+  """A lowered sharded program and its inputs."""
+
+  lowered: Any  # jax.stages.Lowered
+  chunk_ids: jax.Array  # [padded], sharded over the mesh
+  keys: Any
+  num_chunks: int
+
+
+def _lower_chunked_moments(
+  chunk_fn: Callable[[Any], Any],
+  keys: Any,
+  num_chunks: int,
+  mesh: jax.sharding.Mesh,
+) -> _Program:
+  """Lowers the per-chunk central moments, chunks sharded over `mesh`.
+
+  Args:
+    chunk_fn: a pytree of keys -> a pytree of per-sample values, each leaf
+      ``[chunk_size, *rest]``.
+    keys: a pytree of keys; chunk ``c`` gets ``fold_in(key, c)`` for each.
+    num_chunks: number of chunks; padded up to a multiple of the device count
+      (the padding chunks are computed and dropped).
+    mesh: a 1-d mesh with axis ``samples``.
+
+  Returns:
+    The lowered program; compile it, then call :func:`_execute`.
+  """
+  num_devices = mesh.devices.size
+  padded = -(-num_chunks // num_devices) * num_devices
+  sharding = NamedSharding(mesh, P(_SAMPLES_AXIS))
+  all_ids = np.arange(padded, dtype=np.int32)
+  chunk_ids = jax.make_array_from_callback(
+    (padded,), sharding, lambda index: all_ids[index]
+  )
+
+  def local(ids, keys):  # ids: this device's global chunk indices
+    def one_chunk(chunk_id):
+      chunk_keys = jax.tree.map(lambda k: jax.random.fold_in(k, chunk_id), keys)
+      return jax.tree.map(_central_moments, chunk_fn(chunk_keys))
+
+    # A loop, not a vmap, over the local chunks: every chunk runs the same
+    # computation whatever the number of chunks per device, so the numbers do
+    # not depend on the device count.
+    return jax.lax.map(one_chunk, ids)
+
+  # check_vma=False: the estimators take VJPs of closures over replicated
+  # parameters with per-device cotangents, which the varying-manual-axes type
+  # check rejects although every chunk is computed independently.
+  sharded = jax.shard_map(
+    local,
+    mesh=mesh,
+    in_specs=(P(_SAMPLES_AXIS), P()),
+    out_specs=P(_SAMPLES_AXIS),
+    check_vma=False,
+  )
+  lowered = jax.jit(sharded).lower(chunk_ids, keys)
+  return _Program(lowered, chunk_ids, keys, num_chunks)
+
+
+def _compile(program: _Program) -> tuple[Any, float]:
+  start = time.perf_counter()
+  compiled = program.lowered.compile()
+  return compiled, time.perf_counter() - start
+
+
+def _execute(program: _Program, compiled) -> tuple[Any, float]:
+  """Runs; returns (per-chunk moments as host float64 numpy, run seconds)."""
+  start = time.perf_counter()
+  out = jax.block_until_ready(compiled(program.chunk_ids, program.keys))
+  run_s = time.perf_counter() - start
+  if jax.process_count() > 1:
+    out = multihost_utils.process_allgather(out, tiled=True)
+  n = program.num_chunks
+  return jax.tree.map(lambda s: np.asarray(s, np.float64)[:n], out), run_s
+
+
+class Moments(NamedTuple):
+  """Merged sample moments; each field has the shape of one sample."""
+
+  mean: np.ndarray
+  variance: np.ndarray  # unbiased
+  stderr: np.ndarray  # of `mean`
+  variance_stderr: np.ndarray  # of `variance`, from the 4th moment
+  num_samples: int
+
+
+def merge_moments(stats: np.ndarray, chunk_size: int) -> Moments:
+  r"""Merges per-chunk central moments of equal-size chunks, in chunk order.
+
+  With chunk means :math:`m_c`, overall mean :math:`m` and
+  :math:`\delta_c = m_c - m`, expanding :math:`(x - m)^p = ((x - m_c) +
+  \delta_c)^p` and using :math:`\sum_{x \in c} (x - m_c) = 0`:
+
+  .. math::
+    M_2 = \sum_c M_{2,c} + n_c \delta_c^2, \quad
+    M_3 = \sum_c M_{3,c} + 3\delta_c M_{2,c} + n_c \delta_c^3, \quad
+    M_4 = \sum_c M_{4,c} + 4\delta_c M_{3,c} + 6\delta_c^2 M_{2,c}
+          + n_c\delta_c^4.
+
+  The variance of the unbiased sample variance :math:`s^2` of :math:`N` draws
+  is :math:`(\mu_4 - \sigma^4 (N-3)/(N-1)) / N`, estimated with
+  :math:`\mu_4 = M_4/N` and :math:`\sigma^2 = s^2`.
+
+  Args:
+    stats: ``[num_chunks, 4, *rest]`` from :func:`_central_moments`.
+    chunk_size: draws per chunk.
+
+  Returns:
+    The merged :class:`Moments`.
+  """
+  stats = np.asarray(stats, np.float64)
+  means, m2, m3, m4 = (stats[:, i] for i in range(4))
+  n = stats.shape[0] * chunk_size
+  mean = means.mean(axis=0)
+  delta = means - mean
+  total_m2 = (m2 + chunk_size * delta**2).sum(0)
+  total_m4 = (
+    m4 + 4 * delta * m3 + 6 * delta**2 * m2 + chunk_size * delta**4
+  ).sum(0)
+  variance = total_m2 / (n - 1)
+  mu4 = total_m4 / n
+  var_of_var = np.maximum(mu4 - variance**2 * (n - 3) / (n - 1), 0.0) / n
+  return Moments(
+    mean=mean,
+    variance=variance,
+    stderr=np.sqrt(variance / n),
+    variance_stderr=np.sqrt(var_of_var),
+    num_samples=n,
+  )
+
+
+# ---------------------------------------------------------------------------
+# The sweeps.
+# ---------------------------------------------------------------------------
+
+
+def _params(loc, scale, dim: int) -> dict[str, jax.Array]:
+  return {
+    "mu": jnp.full((dim,), loc, jnp.float64),
+    "sigma": jnp.full((dim,), scale, jnp.float64),
+  }
+
+
+def _grid_samples(estimator, make_problem, grid, chunk_size: int):
+  """chunk_fn: key -> {param: [chunk_size, len(grid), dim]} estimates.
+
+  `make_problem(g) -> (function, params)` for one grid point ``g``; the grid
+  is vmapped, so the whole grid compiles once. One key serves every grid
+  point (common random numbers).
+  """
+
+  def chunk_fn(key):
+    def at(g):
+      function, params = make_problem(g)
+      return estimator(function, params, _dist_builder, key, chunk_size)
+
+    return jax.vmap(at, out_axes=1)(grid)
+
+  return chunk_fn
+
+
+def _key(seed: int, sweep: str, cost: str, estimator: str) -> jax.Array:
+  key = jax.random.key(seed)
+  key = jax.random.fold_in(key, _SWEEP_IDS[sweep])
+  key = jax.random.fold_in(key, config_lib.COSTS.index(cost))
+  return jax.random.fold_in(key, config_lib.ESTIMATORS.index(estimator))
+
+
+def _z(value: float, exact_value: float, stderr: float) -> float:
+  """z-score against a reference known to `_REFERENCE_TOL` (relative)."""
+  tol = _REFERENCE_TOL * max(1.0, abs(exact_value))
+  return (value - exact_value) / math.hypot(stderr, tol)
+
+
+def _record(moments: Moments, index, exact_mean, exact_variance, **fields):
+  """One JSON record for one grid point and parameter."""
+  mean = float(moments.mean[index])
+  variance = float(moments.variance[index])
+  stderr = float(moments.stderr[index])
+  var_se = float(moments.variance_stderr[index])
+  exact_mean = float(exact_mean)
+  if exact_variance is not None:
+    exact_variance = float(exact_variance)
+    if not math.isfinite(exact_variance):
+      raise ValueError(
+        f"non-finite exact variance at {fields}: the quadrature reference "
+        "failed (too few exact_num_points for this cost?)."
+      )
+  defined = exact_variance is not None and exact_variance >= _ZERO_VARIANCE
+  return dict(
+    **fields,
+    mean=mean,
+    variance=variance,
+    exact_mean=exact_mean,
+    exact_variance=exact_variance,
+    num_samples=moments.num_samples,
+    stderr=stderr,
+    mean_z=_z(mean, exact_mean, stderr),
+    variance_stderr=var_se,
+    variance_z=None
+    if exact_variance is None
+    else _z(variance, exact_variance, var_se),
+    variance_ratio=variance / exact_variance if defined else None,
+  )
+
+
+def _delta_residual(f, loc):
+  r"""``f - h``, with ``h`` the delta-method control variate at ``loc``.
+
+  :math:`h(x) = f(\mu) + f'(\mu)(x - \mu) + \tfrac12 f''(\mu)(x - \mu)^2`
+  (Mohamed et al. 7.4.2). With coefficient 1 the controlled score-function
+  estimate is :math:`(f - h)(x)\,\nabla\log p(x) + \nabla E[h]`, whose
+  variance is the score-function variance of :math:`f - h`.
+  """
+  loc = jnp.asarray(loc, jnp.float64)
+  f0, f1 = jax.value_and_grad(f)(loc)
+  f2 = jax.grad(jax.grad(f))(loc)
+  return lambda x: f(x) - (f0 + f1 * (x - loc) + 0.5 * f2 * (x - loc) ** 2)
+
+
+def _exact_at(cost: Cost, k, loc, scale, coupling: bool, num_points: int):
+  """Exact gradient [2] and variance [2] per estimator at one (k, scale)."""
+  f = lambda x: cost.fn(x, k)  # noqa: E731
+  kw = dict(num_points=num_points)
+  return (
+    jnp.stack(exact.exact_gradient(f, loc, scale, **kw)),
+    {
+      "pathwise": jnp.stack(exact.pathwise_variance(f, loc, scale, **kw)),
+      "score_function": jnp.stack(
+        exact.score_function_variance(f, loc, scale, **kw)
+      ),
+      "score_function_cv": jnp.stack(
+        exact.score_function_variance(_delta_residual(f, loc), loc, scale, **kw)
+      ),
+      "measure_valued": jnp.stack(
+        exact.measure_valued_variance(f, loc, scale, coupling=coupling, **kw)
+      ),
+    },
+  )
+
+
+def _points(config, parsed, cost: str) -> np.ndarray:
+  """The (k, scale) points of the k grid, then of the sigma sweep: [G, 2]."""
+  ks = parsed.k_grids[cost]
+  points = [np.stack([ks, np.full_like(ks, config.scale)], axis=1)]
+  if config.sigma_sweep.enabled:
+    scales = parsed.scales
+    k = np.full_like(scales, config.sigma_sweep.k[cost])
+    points.append(np.stack([k, scales], axis=1))
+  return np.concatenate(points)
+
+
+def _exact_references(config, parsed) -> dict[str, Any]:
+  r"""Every exact reference, in one compiled program.
+
+  Returns:
+    cost -> {"points": (grad [2, G], {estimator: variance [2, G]}) at
+    `_points`, and, with the dim sweep, "dim": (grad [2], {estimator:
+    first-coordinate variance [2, len(dims)] or None})}; the parameters
+    (mu, sigma) on the first axis.
+  """
+  loc, scale, coupling = config.loc, config.scale, config.coupling
+  num_points = config.exact_num_points
+  dims = np.asarray(parsed.dims, np.float64)
+  points = {c: jnp.asarray(_points(config, parsed, c)) for c in parsed.costs}
+  # The dim sweep's score function needs E f(X) (see `_dim_exact`).
+  shifts = {
+    c: jnp.asarray(
+      (dims - 1) * float(COSTS[c].moments(config.dim_sweep.k[c], loc, scale)[0])
+    )
+    for c in parsed.costs
+  }
+
+  @jax.jit
+  def compute(points, shifts):
+    out = {}
+    for c, cost in ((c, COSTS[c]) for c in points):
+      at = lambda g, cost=cost: _exact_at(  # noqa: E731
+        cost, g[0], loc, g[1], coupling, num_points
+      )
+      out[c] = {"points": jax.vmap(at, out_axes=(1, 1))(points[c])}
+      if len(dims):
+        k = config.dim_sweep.k[c]
+
+        def shifted(shift, cost=cost, k=k):
+          f = lambda x: cost.fn(x, k) + shift  # noqa: E731
+          return jnp.stack(
+            exact.score_function_variance(f, loc, scale, num_points=num_points)
+          )
+
+        out[c]["dim_point"] = _exact_at(
+          cost, k, loc, scale, coupling, num_points
+        )
+        out[c]["dim_shifted"] = jax.vmap(shifted, out_axes=1)(shifts[c])
+    return out
+
+  out = jax.tree.map(np.asarray, compute(points, shifts))
+  for c in parsed.costs:
+    if len(dims):
+      out[c]["dim"] = _dim_exact(
+        COSTS[c],
+        config.dim_sweep.k[c],
+        loc,
+        scale,
+        dims,
+        out[c].pop("dim_point"),
+        out[c].pop("dim_shifted"),
+      )
+  return out
+
+
+class _Job(NamedTuple):
+  """One compiled program: every cost's grid for one (sweep, estimator)."""
+
+  sweep: str  # a key of _SWEEP_IDS
+  estimator: str
+  # cost -> (make_problem, grid), see `_grid_samples`.
+  problems: dict[str, tuple[Callable[..., Any], jax.Array]]
+  num_samples: int
+  chunk_size: int
+
+
+def _run_jobs(jobs: list[_Job], seed: int, estimator_fns, mesh):
+  """Lowers, compiles (in parallel threads) and runs every job.
+
+  XLA compilation dominates the run time of this experiment on a CPU and
+  releases the GIL, so the programs are compiled concurrently, one thread per
+  core; they are then run one at a time so that the timings are clean.
+
+  Returns:
+    {(sweep, estimator): ({cost: {param: Moments}}, timing dict)}, the
+    Moments' fields of shape [len(grid), dim].
+  """
+  programs = []
+  for job in jobs:
+    chunk_fns = {
+      c: _grid_samples(
+        estimator_fns[job.estimator], make_problem, grid, job.chunk_size
+      )
+      for c, (make_problem, grid) in job.problems.items()
+    }
+    # All costs in one program: one compile per (sweep, estimator).
+    chunk_fn = lambda keys, fns=chunk_fns: {  # noqa: E731
+      c: fn(keys[c]) for c, fn in fns.items()
+    }
+    keys = {c: _key(seed, job.sweep, c, job.estimator) for c in job.problems}
+    programs.append(
+      _lower_chunked_moments(
+        chunk_fn, keys, job.num_samples // job.chunk_size, mesh
+      )
+    )
+  workers = max(1, min(len(programs), os.cpu_count() or 1))
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    compiled = list(pool.map(_compile, programs))
+  out = {}
+  for job, program, (executable, compile_s) in zip(
+    jobs, programs, compiled, strict=True
+  ):
+    stats, run_s = _execute(program, executable)
+    results = {
+      c: {p: merge_moments(stats[c][p], job.chunk_size) for p in PARAMS}
+      for c in job.problems
+    }
+    num_points = sum(int(grid.shape[0]) for _, grid in job.problems.values())
+    evaluations = job.num_samples * num_points
+    timing = dict(
+      estimator=job.estimator,
+      compile_s=compile_s,
+      run_s=run_s,
+      num_evaluations=evaluations,
+      seconds_per_sample=run_s / evaluations,
+    )
+    logging.info(
+      "%s / %s: compile %.2fs, run %.2fs (%.3g us per sample)",
+      job.sweep,
+      job.estimator,
+      compile_s,
+      run_s,
+      1e6 * run_s / evaluations,
+    )
+    out[(job.sweep, job.estimator)] = (results, timing)
+  return out
+
+
+def _first(moments: Moments) -> Moments:
+  """The first coordinate of moments with fields [grid, dim]."""
+  return Moments(*(f[:, 0] for f in moments[:4]), moments.num_samples)
+
+
+def _main_jobs(config, parsed) -> list[_Job]:
+  """The k grids and the sigma sweep, as one (k, scale) grid per cost."""
+  problems = {}
+  for c in parsed.costs:
+    cost = COSTS[c]
+    make_problem = lambda g, cost=cost: (  # noqa: E731
+      lambda x: jnp.sum(cost.fn(x, g[0])),
+      _params(config.loc, g[1], 1),
+    )
+    problems[c] = (make_problem, jnp.asarray(_points(config, parsed, c)))
+  return [
+    _Job("main", n, problems, config.num_samples, config.chunk_size)
+    for n in parsed.estimators
+  ]
+
+
+def _main_records(config, parsed, out, references):
+  """Records of the k grids and of the sigma sweep."""
+  records, sigma_records = [], []
+  for c in parsed.costs:
+    num_k = len(parsed.k_grids[c])
+    exact_mean, exact_var = references[c]["points"]
+    for i, (k, scale) in enumerate(_points(config, parsed, c)):
+      main = i < num_k
+      fields = dict(cost=c, k=float(k))
+      if not main:
+        fields["scale"] = float(scale)
+      for name in parsed.estimators:
+        for j, p in enumerate(PARAMS):
+          record = _record(
+            _first(out[("main", name)][0][c][p]),
+            i,
+            exact_mean[j, i],
+            exact_var[name][j, i],
+            **fields,
+            estimator=name,
+            param=p,
+          )
+          (records if main else sigma_records).append(record)
+  return records, sigma_records
+
+
+def _dim_exact(cost: Cost, k, loc, scale, dims, at_point, shifted):
+  r"""Exact first-coordinate variances for :math:`F(x) = \sum_i f(x_i)`.
+
+  Pathwise and measure-valued estimates of :math:`\partial_{\theta_1}` depend
+  on :math:`x_1` only: their variance is the 1-d one. The score function's is
+  :math:`(f(x_1) + S)\, s(x_1)` with :math:`S = \sum_{i>1} f(x_i)`
+  independent of :math:`x_1`; averaging over :math:`S` gives
+  :math:`V(E S) + \mathrm{Var}(S)\, E[s^2]`, where :math:`V(c)` is the 1-d
+  score-function variance of :math:`f + c`, :math:`E S = (d-1) E f`,
+  :math:`\mathrm{Var}\, S = (d-1) \mathrm{Var} f` (closed forms in `Cost`),
+  and :math:`E[s^2] = 1/\sigma^2` (mu), :math:`2/\sigma^2` (sigma). The
+  delta-method control variate's :math:`f - h` has no closed-form moments,
+  so its d > 1 reference is left undefined (None).
+
+  Args:
+    cost: the cost.
+    k: its parameter.
+    loc: the Gaussian's mean (every coordinate).
+    scale: its standard deviation (every coordinate).
+    dims: [D] dimensions.
+    at_point: `_exact_at` at (k, scale): (grad [2], {estimator: [2]}).
+    shifted: [2, D], the 1-d score-function variance of f + (d - 1) E f.
+
+  Returns:
+    (exact_mean [2], {estimator: [2][D] values, None where undefined}).
+  """
+  grad, variances = at_point
+  f_var = float(cost.moments(k, loc, scale)[1])
+  score_sq = np.array([1.0, 2.0])[:, None] / scale**2
+  ones = np.ones_like(dims)
+  return grad, {
+    "pathwise": variances["pathwise"][:, None] * ones,
+    "score_function": shifted + score_sq * (dims - 1) * f_var,
+    "measure_valued": variances["measure_valued"][:, None] * ones,
+    # Known for d = 1 only (None elsewhere).
+    "score_function_cv": [
+      [v if d == 1 else None for d in dims]
+      for v in variances["score_function_cv"]
+    ],
+  }
+
+
+def _dim_masks(dims: Sequence[int]) -> np.ndarray:
+  """Row i masks the cost to the first dims[i] of max(dims) coordinates."""
+  return np.arange(max(dims))[None, :] < np.asarray(dims)[:, None]
+
+
+def _dim_jobs(config, parsed) -> list[_Job]:
+  sweep = config.dim_sweep
+  masks = jnp.asarray(_dim_masks(parsed.dims), jnp.float64)  # [D, max_dim]
+  params = _params(config.loc, config.scale, max(parsed.dims))
+  problems = {}
+  for c in parsed.costs:
+    cost, k = COSTS[c], sweep.k[c]
+    make_problem = lambda mask, cost=cost, k=k: (  # noqa: E731
+      lambda x: jnp.sum(mask * cost.fn(x, k)),
+      params,
+    )
+    problems[c] = (make_problem, masks)
+  return [
+    _Job("dim_sweep", n, problems, sweep.num_samples, sweep.chunk_size)
+    for n in parsed.estimators
+  ]
+
+
+def _dim_records(config, parsed, out, references):
+  sweep = config.dim_sweep
+  dims = parsed.dims
+  masks = _dim_masks(dims)
+  records = []
+  for c in parsed.costs:
+    exact_mean, exact_var = references[c]["dim"]
+    for i, d in enumerate(dims):
+      for name in parsed.estimators:
+        for j, p in enumerate(PARAMS):
+          moments = out[("dim_sweep", name)][0][c][p]  # [len(dims), max_dim]
+          ev = exact_var[name]
+          record = _record(
+            _first(moments),
+            i,
+            exact_mean[j],
+            ev[j][i],
+            cost=c,
+            k=float(sweep.k[c]),
+            dim=int(d),
+            estimator=name,
+            param=p,
+          )
+          record["total_variance"] = float(moments.variance[i][masks[i]].sum())
+          record["exact_total_variance"] = (
+            None if ev[j][i] is None else float(d * ev[j][i])
+          )
+          records.append(record)
+  return records
+
+
+# ---------------------------------------------------------------------------
+# Outputs.
+# ---------------------------------------------------------------------------
+
+
+def _write_csv(path: str, records: list[dict[str, Any]]) -> None:
+  if not records:
+    return
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(records[0]))
+    writer.writeheader()
+    writer.writerows(records)
+
+
+def _print_table(records, costs, names) -> None:
+  """Empirical (exact) variance, per cost and parameter, one row per k."""
+  width = 24
+  for cost in costs:
+    for p in PARAMS:
+      rows = [r for r in records if r["cost"] == cost and r["param"] == p]
+      print(f"\nVariance of d/d{p} E[{cost}]: empirical (exact), z")
+      print(f"{'k':>7} " + "".join(f"{n:>{width}}" for n in names))
+      for k in sorted({r["k"] for r in rows}):
+        cells = []
+        for n in names:
+          (r,) = [r for r in rows if r["k"] == k and r["estimator"] == n]
+          exact_v = r["exact_variance"]
+          ex = "  -  " if exact_v is None else f"{exact_v:.3g}"
+          z = "" if r["variance_z"] is None else f" {r['variance_z']:+.1f}"
+          cells.append(f"{r['variance']:.3g} ({ex}){z}".rjust(width))
+        print(f"{k:7.3f} " + "".join(cells))
+
+
+_COLORS = {
+  "pathwise": "tab:blue",
+  "score_function": "tab:orange",
+  "score_function_cv": "tab:green",
+  "measure_valued": "tab:red",
+}
+
+
+def _plot(workdir, parsed, results, timings) -> list[str]:
+  import matplotlib  # noqa: PLC0415  (optional dependency)
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  paths = []
+
+  def lines(ax, rows, x_field, y_of, exact_of=None):
+    for n in parsed.estimators:
+      sel = [r for r in rows if r["estimator"] == n]
+      if not sel:
+        continue
+      xs = np.array([r[x_field] for r in sel], np.float64)
+      ys = np.array([y_of(r) for r in sel], np.float64)
+      # Roundoff-level "variances" (the delta method on the quadratic cost,
+      # where the estimator is exact) cannot sit on a log axis with the rest.
+      shown = ys > _ZERO_VARIANCE
+      tag = "" if shown.any() else " (zero: h = f)"
+      ax.plot(
+        xs[shown], ys[shown], "-", color=_COLORS[n], label=n + tag, lw=1.5
+      )
+      if exact_of is not None and sel[0]["exact_variance"] is not None:
+        exact_ys = np.array([exact_of(r) for r in sel], np.float64)
+        keep = exact_ys > _ZERO_VARIANCE
+        ax.plot(xs[keep], exact_ys[keep], "--", color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.grid(True, which="major", alpha=0.3)
+
+  label = {"mu": r"$\mu$", "sigma": r"$\sigma$"}
+  records = results["records"]
+  for c in parsed.costs:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, p in zip(axes, PARAMS, strict=True):
+      rows = [r for r in records if r["cost"] == c and r["param"] == p]
+      lines(
+        ax,
+        rows,
+        "k",
+        lambda r: r["variance"],
+        lambda r: r["exact_variance"],
+      )
+      ax.set_xlabel("k")
+      ax.set_ylabel("variance")
+      ax.set_title(f"{COSTS[c].label}: gradient w.r.t. {label[p]}  (- - exact)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(os.path.join(workdir, f"variance_{c}.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+  # Work-normalized variance: variance x seconds per sample.
+  per_sample = {t["estimator"]: t["seconds_per_sample"] for t in timings}
+  fig, axes = plt.subplots(
+    len(parsed.costs), 2, figsize=(10, 3.2 * len(parsed.costs)), squeeze=False
+  )
+  for row, c in enumerate(parsed.costs):
+    for ax, p in zip(axes[row], PARAMS, strict=True):
+      rows = [r for r in records if r["cost"] == c and r["param"] == p]
+      lines(
+        ax,
+        rows,
+        "k",
+        lambda r: r["variance"] * per_sample[r["estimator"]],
+      )
+      ax.set_xlabel("k")
+      ax.set_ylabel("variance x s/sample")
+      ax.set_title(f"{COSTS[c].label}: work-normalized, {label[p]}")
+  axes[0, 0].legend(fontsize=8)
+  fig.tight_layout()
+  paths.append(os.path.join(workdir, "work_normalized_variance.png"))
+  fig.savefig(paths[-1], dpi=110)
+  plt.close(fig)
+
+  if results["sigma_sweep"]:
+    fig, axes = plt.subplots(
+      len(parsed.costs),
+      2,
+      figsize=(10, 3.2 * len(parsed.costs)),
+      squeeze=False,
+    )
+    for row, c in enumerate(parsed.costs):
+      for ax, p in zip(axes[row], PARAMS, strict=True):
+        rows = [
+          r
+          for r in results["sigma_sweep"]
+          if r["cost"] == c and r["param"] == p
+        ]
+        lines(
+          ax,
+          rows,
+          "scale",
+          lambda r: r["variance"],
+          lambda r: r["exact_variance"],
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$\sigma$")
+        ax.set_ylabel("variance")
+        ax.set_title(
+          f"{COSTS[c].label}, k={rows[0]['k']:g}: {label[p]}  (- - exact)"
+        )
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(os.path.join(workdir, "sigma_sweep.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+  if results["dim_sweep"]:
+    fig, axes = plt.subplots(
+      len(parsed.costs),
+      3,
+      figsize=(14, 3.2 * len(parsed.costs)),
+      squeeze=False,
+    )
+    for row, c in enumerate(parsed.costs):
+      rows = [r for r in results["dim_sweep"] if r["cost"] == c]
+      for ax, p in zip(axes[row][:2], PARAMS, strict=True):
+        lines(
+          ax,
+          [r for r in rows if r["param"] == p],
+          "dim",
+          lambda r: r["variance"],
+          lambda r: r["exact_variance"],
+        )
+        ax.set_title(
+          f"{COSTS[c].label}, k={rows[0]['k']:g}: {label[p]}$_1$  (- - exact)"
+        )
+      # Total variance: summed over both parameters of all d coordinates.
+      ax = axes[row][2]
+      totals = {}
+      for r in rows:
+        key = (r["estimator"], r["dim"])
+        totals[key] = totals.get(key, 0.0) + r["total_variance"]
+      for n in parsed.estimators:
+        ds = sorted({d for (m, d) in totals if m == n})
+        ax.plot(ds, [totals[(n, d)] for d in ds], "-", color=_COLORS[n])
+      ax.set_yscale("log")
+      ax.grid(True, which="both", alpha=0.3)
+      ax.set_title(f"{COSTS[c].label}: total variance, all 2d params")
+      for ax in axes[row]:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("dimension d")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(os.path.join(workdir, "dim_sweep.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+  return paths
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs the experiment and writes its outputs to `workdir`.
+
+  Args:
+    config: see `experiments/configs/estimator_variance.py`.
+    workdir: output directory, created if needed.
+
+  Returns:
+    The contents of ``results.json``.
+
+  Raises:
+    ValueError, TypeError: a bad config (unknown cost or estimator names, ...),
+      before any computation.
+  """
+  parsed = parse_config(config)
+  # Float64 throughout: the per-chunk moments and the quadrature references.
+  jax.config.update("jax_enable_x64", True)
+  if config.distributed and not jax.distributed.is_initialized():
+    jax.distributed.initialize()
+  start = time.perf_counter()
+  mesh = _device_mesh()
+  logging.info(
+    "estimator_variance: %d device(s) (%s), %d process(es)",
+    jax.device_count(),
+    jax.devices()[0].platform,
+    jax.process_count(),
+  )
+  estimator_fns = _estimator_fns(config.coupling)
+
+  jobs = _main_jobs(config, parsed)
+  if config.dim_sweep.enabled:
+    jobs += _dim_jobs(config, parsed)
+  phases = {}
+  phase_start = time.perf_counter()
+  out = _run_jobs(jobs, config.seed, estimator_fns, mesh)
+  phases["estimators_s"] = time.perf_counter() - phase_start
+  phase_start = time.perf_counter()
+  references = _exact_references(config, parsed)
+  phases["exact_s"] = time.perf_counter() - phase_start
+  records, sigma_records = _main_records(config, parsed, out, references)
+  dim_records = (
+    _dim_records(config, parsed, out, references) if parsed.dims else []
+  )
+  main_timings = [t for (s, _), (_, t) in out.items() if s == "main"]
+  dim_timings = [t for (s, _), (_, t) in out.items() if s == "dim_sweep"]
+
+  def max_abs(field):
+    values = [
+      abs(r[field])
+      for r in records + sigma_records + dim_records
+      if r[field] is not None
+    ]
+    return max(values) if values else None
+
+  results = {
+    "schema_version": 1,
+    "config": config.to_dict(),
+    "records": records,
+    "sigma_sweep": sigma_records,
+    "dim_sweep": dim_records,
+    "summary": {
+      "max_abs_mean_z": max_abs("mean_z"),
+      "max_abs_variance_z": max_abs("variance_z"),
+    },
+  }
+  timings = {
+    "platform": jax.devices()[0].platform,
+    "device_count": jax.device_count(),
+    "process_count": jax.process_count(),
+    "wall_time_s": None,
+    "phases": phases,
+    "main": main_timings,
+    "dim_sweep": dim_timings,
+  }
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=1, allow_nan=False)
+    _write_csv(os.path.join(workdir, "results.csv"), records)
+    _write_csv(os.path.join(workdir, "sigma_sweep.csv"), sigma_records)
+    _write_csv(os.path.join(workdir, "dim_sweep.csv"), dim_records)
+    if config.plot:
+      phase_start = time.perf_counter()
+      for path in _plot(workdir, parsed, results, main_timings):
+        logging.info("wrote %s", path)
+      phases["plot_s"] = time.perf_counter() - phase_start
+    _print_table(records, parsed.costs, parsed.estimators)
+    print(
+      "\nmax |z| of the means: {max_abs_mean_z}, of the variances: "
+      "{max_abs_variance_z}".format(**results["summary"])
+    )
+    timings["wall_time_s"] = time.perf_counter() - start
+    with open(os.path.join(workdir, "timings.json"), "w") as f:
+      json.dump(timings, f, indent=1)
+    print(f"wall time {timings['wall_time_s']:.1f}s; outputs in {workdir}")
+  return results
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
