@@ -234,10 +234,10 @@ def _validate_grads(names, params, grads, ref, out_shape, batch_shape):
     jax.tree_util.tree_leaves(ref),
     strict=True,
   ):
-    if jnp.shape(g) != jnp.shape(r):
+    if tuple(g.shape) != tuple(r.shape):
       raise ValueError(
         f"check_gradients: hand gradient for leaf {name} has shape"
-        f" {jnp.shape(g)}, expected {jnp.shape(r)} (= points"
+        f" {tuple(g.shape)}, expected {tuple(r.shape)} (= points"
         f" {batch_shape} + output {out_shape} + leaf shape)."
       )
 
@@ -323,7 +323,8 @@ def check_gradients(
   Args:
     function: the plain function, `params -> array`; a scalar output is
       checked against `jax.grad`, any other against `jax.jacrev`.
-    grad_function: the hand derivative, `params -> pytree like params` with
+    grad_function: the hand derivative (jit-compatible; it is compiled with
+      the references), `params -> pytree like params` with
       leaves `[*out_shape, *leaf.shape]` (the `jax.jacrev` layout; just
       `leaf.shape` for a scalar function).
     params: the point, a pytree of floating arrays.
@@ -362,11 +363,25 @@ def check_gradients(
       jax.vmap(reference),
       jax.vmap(fd),
     )
-  hand = grad_function(params)
-  ref = jax.jit(reference)(params)
   batch_shape = (num_points,) if batched else ()
-  _validate_grads(names, params, hand, ref, out_shape, batch_shape)
-  fd_ref = jax.jit(fd)(params) if finite_differences else None
+  # Shapes first (tracing only), so that a mismatch names its leaf ...
+  _validate_grads(
+    names,
+    params,
+    jax.eval_shape(grad_function, params),
+    jax.eval_shape(reference, params),
+    out_shape,
+    batch_shape,
+  )
+  # ... then the hand gradient and both references in one program: one
+  # compilation per check instead of one per operation.
+  hand, ref, fd_ref = jax.jit(
+    lambda p: (
+      grad_function(p),
+      reference(p),
+      fd(p) if finite_differences else None,
+    )
+  )(params)
 
   leaves = []
   hand_leaves = jax.tree_util.tree_leaves(hand)
