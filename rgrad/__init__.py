@@ -5,7 +5,33 @@ estimators checked against exact values.
 """
 
 # --- chain rule (primitives, composition, backprop, gradient checks) ---
+from rgrad.backprop import mlp_forward
+from rgrad.backprop import mlp_init
+from rgrad.backprop import mlp_loss
+from rgrad.backprop import mlp_loss_and_grads
+from rgrad.backprop import rnn_forward
+from rgrad.backprop import rnn_init
+from rgrad.backprop import rnn_loss
+from rgrad.backprop import rnn_loss_and_grads
+from rgrad.chain_rule import Chain
+from rgrad.chain_rule import as_primitive
+from rgrad.chain_rule import chain_grad
+from rgrad.chain_rule import chain_jacobian
+from rgrad.chain_rule import chain_jvp
+from rgrad.chain_rule import chain_value
+from rgrad.chain_rule import chain_vjp
+from rgrad.chain_rule import compose
+from rgrad.chain_rule import jacobian_product
+from rgrad.chain_rule import sample_chain
+from rgrad.gradcheck import GradCheckReport
+from rgrad.gradcheck import LeafReport
+from rgrad.gradcheck import Tolerances
+from rgrad.gradcheck import check_gradients
+from rgrad.gradcheck import finite_difference_gradient
+from rgrad.primitives import PRIMITIVES
 from rgrad.primitives import NormalLogProbGrads
+from rgrad.primitives import Primitive
+from rgrad.primitives import get_primitive
 from rgrad.primitives import normal_log_prob
 from rgrad.primitives import normal_log_prob_grads
 
@@ -55,9 +81,35 @@ from rgrad.exact import score_function_variance
 
 __all__ = (
   # chain rule
+  "Chain",
+  "GradCheckReport",
+  "LeafReport",
   "NormalLogProbGrads",
+  "PRIMITIVES",
+  "Primitive",
+  "Tolerances",
+  "as_primitive",
+  "chain_grad",
+  "chain_jacobian",
+  "chain_jvp",
+  "chain_value",
+  "chain_vjp",
+  "check_gradients",
+  "compose",
+  "finite_difference_gradient",
+  "get_primitive",
+  "jacobian_product",
+  "mlp_forward",
+  "mlp_init",
+  "mlp_loss",
+  "mlp_loss_and_grads",
   "normal_log_prob",
   "normal_log_prob_grads",
+  "rnn_forward",
+  "rnn_init",
+  "rnn_loss",
+  "rnn_loss_and_grads",
+  "sample_chain",
   # Monte Carlo gradient estimation
   "Bernoulli",
   "Categorical",
