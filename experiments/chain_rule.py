@@ -123,7 +123,9 @@ def _uniform_in_domain(key, prim, shape):
 def _check_primitives(key, config, tol) -> list[dict]:
   rows = []
   n, dim = config.num_points, config.compositions.dim
-  for i, (name, prim) in enumerate(sorted(prims.PRIMITIVES.items())):
+  names = tuple(config.primitive_names) or tuple(sorted(prims.PRIMITIVES))
+  for i, name in enumerate(names):
+    prim = prims.get_primitive(name)
     k = jax.random.fold_in(key, i)
     edge = jnp.asarray(prim.edge_points, jnp.float64)
     if prim.elementwise:
@@ -174,7 +176,8 @@ def _check_primitives(key, config, tol) -> list[dict]:
         batched=batched,
       )
       rows.append(_row("primitive", report))
-  rows.extend(_check_multi_argument(jax.random.fold_in(key, 10_000), n, tol))
+  if config.multi_argument:
+    rows.extend(_check_multi_argument(jax.random.fold_in(key, 10_000), n, tol))
   return rows
 
 

@@ -34,6 +34,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Primitives: random points per primitive (plus its registry edge points).
   config.num_points = 16
+  # Registry names to check; empty means all of them.
+  config.primitive_names = ()
+  # Also check affine, MSE, cross-entropy and the Gaussian log-density.
+  config.multi_argument = True
 
   # Random chains drawn from the registry, depths 1..max_depth.
   config.compositions = ml_collections.ConfigDict(
