@@ -284,6 +284,14 @@ def pathwise_jacobians(
     params, keys
   )
   _check_finite(costs, name)
+  # A gradient can be finite where the cost is not (e.g. a cost written with
+  # jnp.where); such a sample has no meaningful gradient, so it is made NaN
+  # rather than let a finite-looking mean hide it.
+  poison = jnp.where(jnp.isfinite(costs), 0.0, jnp.nan)  # [num_samples]
+  jacobians = jax.tree.map(
+    lambda j: j + _scale_leading(jnp.ones_like(j), poison.astype(j.dtype)),
+    jacobians,
+  )
   return (jacobians, costs) if return_costs else jacobians
 
 

@@ -164,8 +164,8 @@ class LogProbAndSampleTest(parameterized.TestCase):
     discrete = (distributions.Bernoulli, distributions.Categorical)
     self.assertEqual(cls.reparameterized, cls not in discrete)
 
-  @pytest.mark.slow
   @parameterized.named_parameters(*_cases())
+  @pytest.mark.slow  # Below the parameterization, so the generated tests get it.
   def test_sample_mean(self, cls, fields):
     """Sample means within 5 standard errors of the closed-form means."""
     dist = cls(**fields)

@@ -1,0 +1,800 @@
+"""Tests for rgrad.estimators against closed-form gradients and variances.
+
+Every reference here is derived by hand (or by exact polynomial moment algebra)
+in this file and shares no code with the estimators. Statistical checks use
+fixed keys and compare a sample mean (or variance) with its exact value in
+units of the standard error estimated from the same samples.
+"""
+
+import functools
+import math
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import chex  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from absl.testing import absltest  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+from numpy.polynomial import Polynomial  # noqa: E402
+from numpy.polynomial import hermite_e  # noqa: E402
+
+import rgrad  # noqa: E402
+from rgrad import distributions  # noqa: E402
+from rgrad import estimators  # noqa: E402
+
+_ESTIMATORS = {
+  "pathwise": estimators.pathwise_jacobians,
+  "score_function": estimators.score_function_jacobians,
+  "measure_valued": estimators.measure_valued_jacobians,
+  "measure_valued_uncoupled": functools.partial(
+    estimators.measure_valued_jacobians, coupling=False
+  ),
+}
+_K = 0.7  # The constant k of the test costs.
+_COSTS = ("x", "x2", "shifted_square", "gauss", "cos")
+# Compilation dominates this file's time, so statistical tests reuse a few
+# jitted programs: costs and builders are module-level functions (stable static
+# arguments), and cost choices and shifts are traced arguments.
+_SMALL_DIM, _SMALL_N = 3, 8  # Shapes shared by the eager (op-by-op) tests.
+
+
+def _normal(params):
+  return distributions.Normal(params["loc"], params["scale"])
+
+
+def _small_params():
+  return {"loc": jnp.array([0.5, -1.0, 2.0]), "scale": jnp.array([1.0, 0.5, 2])}
+
+
+def _gauss_cost(x):
+  return jnp.sum(jnp.exp(-_K * x**2))
+
+
+def _params(dim):
+  return {
+    "loc": jnp.linspace(-1.0, 1.5, dim) if dim > 1 else jnp.array([0.4]),
+    "scale": jnp.linspace(0.5, 1.5, dim) if dim > 1 else jnp.array([0.8]),
+  }
+
+
+# ---------------------------------------------------------------------------
+# Closed forms. X ~ N(mu, sigma^2), elementwise; the costs sum over
+# coordinates, so each coordinate's gradient involves only its own mu, sigma.
+# ---------------------------------------------------------------------------
+
+
+def _cost_family(x, c):
+  """Cost number `c` of _COSTS, summed over coordinates; `c` may be traced."""
+  branches = (
+    lambda x: x,
+    lambda x: x**2,
+    lambda x: (x - _K) ** 2,
+    lambda x: jnp.exp(-_K * x**2),
+    lambda x: jnp.cos(_K * x),
+  )
+  return jnp.sum(jax.lax.switch(c, branches, x))
+
+
+@functools.partial(jax.jit, static_argnames=("estimator", "num_samples"))
+def _run_family(estimator, params, c, key, num_samples):
+  """One compilation per (estimator, shapes); the cost index is traced."""
+  cost = functools.partial(_cost_family, c=c)
+  return _ESTIMATORS[estimator](cost, params, _normal, key, num_samples)
+
+
+def _expectation(name, mu, sigma, k=_K):
+  """E[g(X)] in closed form, elementwise."""
+  if name == "x":
+    return mu
+  if name == "x2":
+    return mu**2 + sigma**2
+  if name == "shifted_square":
+    return (mu - k) ** 2 + sigma**2
+  if name == "gauss":
+    a = 1 + 2 * k * sigma**2
+    return a**-0.5 * np.exp(-k * mu**2 / a)
+  if name == "cos":
+    return np.cos(k * mu) * np.exp(-(k**2) * sigma**2 / 2)
+  raise ValueError(name)
+
+
+def _exact_grads(name, mu, sigma, k=_K):
+  """(d/dmu, d/dsigma) of E[g(X)], derived by hand, elementwise."""
+  mu, sigma = np.asarray(mu), np.asarray(sigma)
+  if name == "x":
+    return np.ones_like(mu), np.zeros_like(sigma)
+  if name == "x2":
+    return 2 * mu, 2 * sigma
+  if name == "shifted_square":
+    return 2 * (mu - k), 2 * sigma
+  if name == "gauss":
+    # E = a^{-1/2} exp(-k mu^2 / a), a = 1 + 2 k sigma^2, da/dsigma = 4 k sigma.
+    a = 1 + 2 * k * sigma**2
+    e = a**-0.5 * np.exp(-k * mu**2 / a)
+    return -2 * k * mu / a * e, 4 * k * sigma * e * (
+      -0.5 / a + k * mu**2 / a**2
+    )
+  if name == "cos":
+    damp = np.exp(-(k**2) * sigma**2 / 2)
+    return -k * np.sin(k * mu) * damp, -(k**2) * sigma * np.cos(k * mu) * damp
+  raise ValueError(name)
+
+
+def _normal_moment(i):
+  """E[eps^i] for eps ~ N(0, 1): 0 for odd i, (i - 1)!! for even i."""
+  return 0.0 if i % 2 else float(np.prod(np.arange(i - 1, 0, -2)))
+
+
+def _poly_mean(p):
+  return sum(c * _normal_moment(i) for i, c in enumerate(p.coef))
+
+
+def _poly_moments(estimator, coef, mu, sigma):
+  """Exact mean and variance of the single-sample estimator, f polynomial.
+
+  With x = mu + sigma eps every per-sample estimate below is a polynomial in
+  eps, so its moments follow from the Gaussian moments exactly:
+    pathwise:  d/dmu = f'(x),          d/dsigma = f'(x) eps,
+    score:     d/dmu = f(x) eps/sigma, d/dsigma = f(x) (eps^2 - 1)/sigma.
+  Returns {"loc": (mean, var), "scale": (mean, var)}.
+  """
+  f = Polynomial(coef)
+  x = Polynomial([mu, sigma])
+  eps = Polynomial([0.0, 1.0])
+  if estimator == "pathwise":
+    per_sample = {"loc": f.deriv()(x), "scale": f.deriv()(x) * eps}
+  elif estimator == "score_function":
+    per_sample = {
+      "loc": f(x) * eps / sigma,
+      "scale": f(x) * (eps**2 - 1) / sigma,
+    }
+  else:
+    raise ValueError(estimator)
+  return {
+    k: (_poly_mean(p), _poly_mean(p * p) - _poly_mean(p) ** 2)
+    for k, p in per_sample.items()
+  }
+
+
+def _measure_valued_variances(coupling, cost, mu, sigma, k):
+  """Variances (d/dmu, d/dsigma) of one measure-valued sample, by hand.
+
+  W ~ Rayleigh(1): E W = sqrt(pi/2), Var W = (4 - pi)/2, Var W^2 = 4.
+  M ~ double-sided Maxwell: E M^2 = 3, E M^4 = 15; U ~ U(0, 1).
+  f = x:
+    coupled:   mu: 2W/sqrt(2pi)               -> (4 - pi)/pi
+               sigma: M(1 - U)                -> 3 E(1-U)^2 = 1
+    uncoupled: mu: (W + W')/sqrt(2pi)         -> (4 - pi)/(2 pi)
+               sigma: M - eps                 -> 3 + 1 = 4
+  f = (x - k)^2, a = mu - k (the estimator is translation-equivariant):
+    coupled:   mu: 4aW/sqrt(2pi)              -> 4a^2(4 - pi)/pi
+               sigma: 2aM(1-U) + sigma M^2(1-U^2)
+                      -> 4a^2 + 15 sigma^2 (8/15) - (2 sigma)^2
+    uncoupled: mu: (2a(W+W') + sigma(W^2-W'^2))/sqrt(2pi)
+                      -> (4a^2(4 - pi) + 8 sigma^2)/(2 pi)
+               sigma: 2a(M - eps) + sigma(M^2 - eps^2)
+                      -> 16a^2 + sigma^2 (6 + 2) = 16a^2 + 8sigma^2
+  """
+  pi = math.pi
+  if cost == "x":
+    return ((4 - pi) / pi, 1.0) if coupling else ((4 - pi) / (2 * pi), 4.0)
+  a = mu - k
+  if coupling:
+    return 4 * a**2 * (4 - pi) / pi, 4 * a**2 + 4 * sigma**2
+  return (
+    (4 * a**2 * (4 - pi) + 8 * sigma**2) / (2 * pi),
+    16 * a**2 + 8 * sigma**2,
+  )
+
+
+# ---------------------------------------------------------------------------
+# Statistical assertions.
+# ---------------------------------------------------------------------------
+
+
+def _assert_unbiased(samples, exact, what):
+  """|mean - exact| < 5 standard errors, per coordinate. samples: [n, ...]."""
+  samples = np.asarray(samples)
+  n = samples.shape[0]
+  mean = samples.mean(0)
+  stderr = samples.std(0, ddof=1) / np.sqrt(n)
+  # The tiny absolute slack covers zero-variance estimates (stderr = 0), which
+  # must then equal the exact value up to rounding.
+  bound = 5 * stderr + 1e-9 * (1 + np.abs(exact))
+  err = np.abs(mean - exact)
+  if not np.all(err < bound):
+    raise AssertionError(
+      f"{what}: biased beyond 5 standard errors:\n mean={mean}\n "
+      f"exact={exact}\n stderr={stderr}"
+    )
+  return stderr
+
+
+def _variance_and_stderr(samples):
+  """Sample variance and its standard error from the 4th central moment."""
+  samples = np.asarray(samples)
+  n = samples.shape[0]
+  centered = samples - samples.mean(0)
+  var = (centered**2).sum(0) / (n - 1)
+  m4 = (centered**4).mean(0)
+  return var, np.sqrt(np.maximum(m4 - var**2, 0.0) / n)
+
+
+def _assert_variance(samples, exact, what):
+  var, stderr = _variance_and_stderr(samples)
+  if exact == 0.0:
+    np.testing.assert_array_equal(var, 0.0, err_msg=what)
+    return var
+  if not np.all(np.abs(var - exact) < 5 * stderr):
+    raise AssertionError(
+      f"{what}: variance {var} vs exact {exact} (stderr {stderr})"
+    )
+  return var
+
+
+class ClosedFormsTest(parameterized.TestCase):
+  """The references themselves, checked by independent means (no sampling)."""
+
+  @parameterized.parameters(*_COSTS)
+  def test_expectation_matches_quadrature(self, name):
+    nodes, weights = hermite_e.hermegauss(80)
+    weights = weights / weights.sum()
+    g = {
+      "x": lambda x: x,
+      "x2": lambda x: x**2,
+      "shifted_square": lambda x: (x - _K) ** 2,
+      "gauss": lambda x: np.exp(-_K * x**2),
+      "cos": lambda x: np.cos(_K * x),
+    }[name]
+    for mu, sigma in [(0.4, 0.8), (-1.0, 1.5), (1.2, 0.3)]:
+      quad = np.sum(weights * g(mu + sigma * nodes))
+      np.testing.assert_allclose(
+        _expectation(name, mu, sigma), quad, rtol=1e-12, atol=1e-14
+      )
+
+  @parameterized.parameters(*_COSTS)
+  def test_hand_gradients_match_autodiff(self, name):
+    mu, sigma = jnp.array([0.4, -1.0]), jnp.array([0.8, 1.5])
+
+    def expectation(m, s):
+      # _expectation uses numpy's exp/cos: redo it with jnp for autodiff.
+      return {
+        "x": m,
+        "x2": m**2 + s**2,
+        "shifted_square": (m - _K) ** 2 + s**2,
+        "gauss": (1 + 2 * _K * s**2) ** -0.5
+        * jnp.exp(-_K * m**2 / (1 + 2 * _K * s**2)),
+        "cos": jnp.cos(_K * m) * jnp.exp(-(_K**2) * s**2 / 2),
+      }[name]
+
+    d_mu, d_sigma = jax.grad(
+      lambda m, s: jnp.sum(expectation(m, s)), argnums=(0, 1)
+    )(mu, sigma)
+    hand = _exact_grads(name, mu, sigma)
+    np.testing.assert_allclose(hand[0], d_mu, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hand[1], d_sigma, rtol=1e-12, atol=1e-14)
+
+  def test_polynomial_moments_match_hand_formulas(self):
+    mu, sigma = 0.7, 1.3
+    # f = x. Score: d/dmu = mu eps/sigma + eps^2, var mu^2/sigma^2 + 2;
+    # d/dsigma = mu(eps^2 - 1)/sigma + eps^3 - eps, var 2mu^2/sigma^2 + 10.
+    m = _poly_moments("score_function", [0.0, 1.0], mu, sigma)
+    np.testing.assert_allclose(m["loc"], (1.0, mu**2 / sigma**2 + 2))
+    np.testing.assert_allclose(m["scale"], (0.0, 2 * mu**2 / sigma**2 + 10))
+    # f = (x - k)^2, a = mu - k. Pathwise: d/dmu = 2(a + sigma eps), var
+    # 4 sigma^2 for every k. Score: d/dmu var a^4/sigma^2 + 14 a^2 + 15 sigma^2.
+    k = 2.0
+    a = mu - k
+    coef = [k**2, -2 * k, 1.0]
+    m = _poly_moments("pathwise", coef, mu, sigma)
+    np.testing.assert_allclose(m["loc"], (2 * a, 4 * sigma**2))
+    np.testing.assert_allclose(m["scale"], (2 * sigma, 4 * a**2 + 8 * sigma**2))
+    m = _poly_moments("score_function", coef, mu, sigma)
+    np.testing.assert_allclose(
+      m["loc"], (2 * a, a**4 / sigma**2 + 14 * a**2 + 15 * sigma**2)
+    )
+
+
+@pytest.mark.slow
+class UnbiasednessTest(parameterized.TestCase):
+  @parameterized.product(estimator=tuple(_ESTIMATORS), dim=(1, 10))
+  def test_unbiased_for_gaussian_costs(self, estimator, dim):
+    """Each of the five costs, d/dloc and d/dscale of every coordinate."""
+    num_samples = 4000
+    params = _params(dim)
+    for c, name in enumerate(_COSTS):
+      key = jax.random.fold_in(jax.random.key(dim), c)
+      jac = _run_family(estimator, params, c, key, num_samples)
+      chex.assert_shape(jac["loc"], (num_samples, dim))
+      chex.assert_shape(jac["scale"], (num_samples, dim))
+      d_mu, d_sigma = _exact_grads(name, params["loc"], params["scale"])
+      _assert_unbiased(jac["loc"], d_mu, f"{estimator} {name} d/dloc")
+      _assert_unbiased(jac["scale"], d_sigma, f"{estimator} {name} d/dscale")
+
+  @parameterized.parameters("pathwise", "score_function", "measure_valued")
+  def test_unbiased_through_dist_builder(self, estimator):
+    """params -> LogScaleNormal(mean, 0.5 raw - 0.2): the chain rule."""
+    num_samples = 4000
+    mu = jnp.array([0.3, -0.8, 1.1])
+    raw = jnp.array([-0.5, 0.2, 1.0])
+    sigma = jnp.exp(0.5 * raw - 0.2)
+
+    def builder(p):
+      return distributions.LogScaleNormal(p["mean"], 0.5 * p["raw"] - 0.2)
+
+    cost = functools.partial(_cost_family, c=_COSTS.index("cos"))
+    jac = jax.jit(_ESTIMATORS[estimator], static_argnums=(0, 2, 4))(
+      cost, {"mean": mu, "raw": raw}, builder, jax.random.key(11), num_samples
+    )
+    d_mu, d_sigma = _exact_grads("cos", mu, sigma)
+    _assert_unbiased(jac["mean"], d_mu, f"{estimator} d/dmean")
+    # d/draw = 0.5 d/dlog sigma = 0.5 sigma d/dsigma.
+    _assert_unbiased(jac["raw"], 0.5 * sigma * d_sigma, f"{estimator} d/draw")
+
+
+def _polynomial_cost(x, coef):
+  return jnp.sum(coef[0] + coef[1] * x + coef[2] * x**2)
+
+
+@functools.partial(jax.jit, static_argnames="estimator")
+def _run_polynomial(estimator, params, coef, key):
+  cost = functools.partial(_polynomial_cost, coef=coef)
+  return _ESTIMATORS[estimator](cost, params, _normal, key, 20_000)
+
+
+@pytest.mark.slow
+class VarianceTest(parameterized.TestCase):
+  """Empirical variances against closed forms (d = 1, polynomial costs)."""
+
+  _MU, _SIGMA = 0.7, 1.3
+  _SHIFTS = (0.0, 1.5, 3.0)
+
+  def _run(self, estimator, coef, key):
+    params = {"loc": jnp.array([self._MU]), "scale": jnp.array([self._SIGMA])}
+    jac = _run_polynomial(estimator, params, jnp.asarray(coef), key)
+    return jac["loc"][:, 0], jac["scale"][:, 0]
+
+  def _costs(self):
+    """(name, shift, coefficients of f): f = x and f = (x - k)^2."""
+    yield "x", 0.0, [0.0, 1.0, 0.0]
+    for k in self._SHIFTS:
+      yield "shifted_square", k, [k**2, -2 * k, 1.0]
+
+  @parameterized.parameters("pathwise", "score_function")
+  def test_pathwise_and_score_variances(self, estimator):
+    variances = []
+    for i, (name, k, coef) in enumerate(self._costs()):
+      d_mu, d_sigma = self._run(estimator, coef, jax.random.key(20 + i))
+      exact = _poly_moments(estimator, coef, self._MU, self._SIGMA)
+      what = f"{estimator} f={name} k={k}"
+      _assert_unbiased(d_mu, exact["loc"][0], what + " mean d/dloc")
+      var_mu = _assert_variance(d_mu, exact["loc"][1], what + " var d/dloc")
+      _assert_variance(d_sigma, exact["scale"][1], what + " var d/dscale")
+      variances.append((var_mu, exact["loc"][1]))
+    if estimator == "pathwise":
+      # f = x: the pathwise d/dmu is exactly 1 (zero variance, checked above).
+      # f = (x - k)^2: d/dmu = 2(x - k) has variance 4 sigma^2 whatever k.
+      for var, exact in variances[1:]:
+        np.testing.assert_allclose(exact, 4 * self._SIGMA**2)
+        np.testing.assert_allclose(var, variances[1][0], rtol=0.1)
+    else:
+      # Score function: the variance grows with the shift k (|mu - k| here),
+      # both exactly and empirically.
+      shifted = variances[1:]
+      for (v0, e0), (v1, e1) in zip(shifted[:-1], shifted[1:], strict=True):
+        self.assertLess(e0, e1)
+        self.assertLess(v0, v1)
+
+  @parameterized.parameters(True, False)
+  def test_measure_valued_variances(self, coupling):
+    estimator = "measure_valued" if coupling else "measure_valued_uncoupled"
+    for i, (name, k, coef) in enumerate(self._costs()):
+      d_mu, d_sigma = self._run(estimator, coef, jax.random.key(30 + i))
+      var_mu, var_sigma = _measure_valued_variances(
+        coupling, name, self._MU, self._SIGMA, k
+      )
+      what = f"{estimator} f={name} k={k}"
+      _assert_variance(d_mu, var_mu, what + " var d/dloc")
+      _assert_variance(d_sigma, var_sigma, what + " var d/dscale")
+
+
+_jit_estimator = functools.partial(
+  jax.jit, static_argnames=("function", "dist_builder", "num_samples")
+)
+
+
+def _bernoulli_cost(x):  # Not additive: couples the coordinates.
+  return jnp.sin(jnp.dot(jnp.array([1.5, -2.0, 0.7]), x)) + x[0] * x[2]
+
+
+_TABLE = jnp.array([[3.0, -1.0, 0.5, 2.0], [0.0, 4.0, -2.0, 1.0]])
+
+
+def _categorical_cost(x):  # x: [2] category indices, one per batch row.
+  return _TABLE[0, x[0]] * _TABLE[1, x[1]] + _TABLE[1, x[1]]
+
+
+def _gamma_cost(x):
+  return jnp.sum(x**2 + jnp.log(x))
+
+
+def _gamma(p):
+  return distributions.Gamma(*p)
+
+
+_SHIFT = jnp.array([1.0, 0.0, -1.0])
+_SLOPE = jnp.array([0.3, -0.2, 0.25])
+
+
+def _mvn_cost(x):
+  return jnp.sum((x - _SHIFT) ** 2) + jnp.exp(jnp.dot(_SLOPE, x))
+
+
+def _mvn(p):
+  return distributions.MultivariateNormalTriL(p["loc"], p["scale_tril"])
+
+
+@pytest.mark.slow
+class OtherDistributionsTest(parameterized.TestCase):
+  def test_score_function_bernoulli_by_enumeration(self):
+    logits = jnp.array([0.4, -1.3, 2.0])
+
+    def exact_value(logits):
+      # E[f] = sum over all 2^3 outcomes of prod_i p_i^x_i (1 - p_i)^(1 - x_i).
+      outcomes = jnp.array(
+        [[(j >> i) & 1 for i in range(3)] for j in range(8)], jnp.float64
+      )
+      p = 1.0 / (1.0 + jnp.exp(-logits))
+      probs = jnp.prod(outcomes * p + (1 - outcomes) * (1 - p), axis=1)
+      return jnp.sum(probs * jax.vmap(_bernoulli_cost)(outcomes))
+
+    jac = _jit_estimator(estimators.score_function_jacobians)(
+      _bernoulli_cost,
+      logits,
+      distributions.Bernoulli,
+      jax.random.key(40),
+      20_000,
+    )
+    _assert_unbiased(jac, jax.grad(exact_value)(logits), "bernoulli")
+
+  def test_score_function_categorical_by_enumeration(self):
+    params = {"logits": jnp.array([[0.2, -0.5, 1.0, 0.0], [1.0, 1.0, -2, 0.3]])}
+
+    def exact_value(params):
+      probs = jax.nn.softmax(params["logits"], -1)  # [2, 4]
+      joint = probs[0][:, None] * probs[1][None, :]  # [4, 4]
+      values = _TABLE[0][:, None] * _TABLE[1][None, :] + _TABLE[1][None, :]
+      return jnp.sum(joint * values)
+
+    jac = _jit_estimator(estimators.score_function_jacobians)(
+      _categorical_cost, params, _categorical, jax.random.key(41), 20_000
+    )
+    _assert_unbiased(
+      jac["logits"], jax.grad(exact_value)(params)["logits"], "categorical"
+    )
+
+  @parameterized.parameters("pathwise", "score_function")
+  def test_gamma(self, estimator):
+    """f = x^2 + log x: E = a(a+1)/b^2 + digamma(a) - log b."""
+    a = jnp.array([0.6, 2.5])
+    b = jnp.array([1.5, 0.8])
+    d_a = (2 * a + 1) / b**2 + jax.scipy.special.polygamma(1, a)
+    d_b = -2 * a * (a + 1) / b**3 - 1 / b
+    jac = _jit_estimator(_ESTIMATORS[estimator])(
+      _gamma_cost, (a, b), _gamma, jax.random.key(42), 20_000
+    )
+    _assert_unbiased(jac[0], d_a, f"gamma {estimator} d/dconcentration")
+    _assert_unbiased(jac[1], d_b, f"gamma {estimator} d/drate")
+
+  @parameterized.parameters("pathwise", "score_function")
+  def test_multivariate_normal_tril(self, estimator):
+    """f = |x - c|^2 + exp(a.x).
+
+    E[f] = |mu - c|^2 + |L|_F^2 + exp(a.mu + |L^T a|^2 / 2), so
+    d/dmu = 2(mu - c) + E_2 a and d/dL = 2L + E_2 tril(a (L^T a)^T), with E_2
+    the exponential term (d/dL_ij of |L^T a|^2/2 is a_i (L^T a)_j).
+    """
+    mu = jnp.array([0.2, -0.4, 0.5])
+    tril = jnp.array([[0.9, 0.0, 0.0], [0.3, 0.6, 0.0], [-0.2, 0.4, 0.7]])
+    e = np.exp(_SLOPE @ mu + 0.5 * np.sum((tril.T @ _SLOPE) ** 2))
+    d_mu = 2 * (mu - _SHIFT) + e * _SLOPE
+    d_tril = 2 * tril + e * np.tril(np.outer(_SLOPE, tril.T @ _SLOPE))
+    jac = _jit_estimator(_ESTIMATORS[estimator])(
+      _mvn_cost,
+      {"loc": mu, "scale_tril": tril},
+      _mvn,
+      jax.random.key(43),
+      20_000,
+    )
+    _assert_unbiased(jac["loc"], d_mu, f"mvn {estimator} d/dloc")
+    # The strict upper triangle gets exactly zero: it is not a parameter.
+    np.testing.assert_array_equal(np.triu(jac["scale_tril"], k=1), 0.0)
+    _assert_unbiased(jac["scale_tril"], d_tril, f"mvn {estimator} d/dL")
+
+
+def _categorical(p):
+  return distributions.Categorical(p["logits"])
+
+
+_CORE = ("pathwise", "score_function", "measure_valued")
+
+
+def _all_three(params, key):
+  """The three estimators at once: one program for the transformation tests."""
+  return tuple(
+    _ESTIMATORS[e](_gauss_cost, params, _normal, key, _SMALL_N) for e in _CORE
+  )
+
+
+class TransformationsTest(chex.TestCase):
+  """jit, vmap, shapes, retracing, costs and baselines (not statistical)."""
+
+  def setUp(self):
+    super().setUp()
+    chex.clear_trace_counter()
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_jit_matches_eager_and_shapes(self):
+    params = _small_params()
+    key = jax.random.key(50)
+    got = self.variant(_all_three)(params, key)
+    expected = _all_three(params, key)
+    for g in got:
+      chex.assert_trees_all_equal_structs(g, params)
+      chex.assert_shape(g["loc"], (_SMALL_N, _SMALL_DIM))
+      chex.assert_shape(g["scale"], (_SMALL_N, _SMALL_DIM))
+    chex.assert_trees_all_close(got, expected, rtol=1e-12, atol=1e-14)
+
+  def test_one_trace_per_shape(self):
+    # .trace() runs jit's tracing cache without compiling: retracing is what
+    # assert_max_traces counts, and compiling would only cost time here.
+    run = jax.jit(chex.assert_max_traces(_all_three, n=2))
+    for dim in (3, 3, 4, 4, 3):  # Two shapes, new values each call.
+      run.trace(
+        {"loc": jnp.full(dim, dim * 0.1), "scale": jnp.full(dim, 0.5 + dim)},
+        jax.random.key(dim),
+      )
+    with self.assertRaises(AssertionError):  # A third shape: a third trace.
+      run.trace({"loc": jnp.zeros(7), "scale": jnp.ones(7)}, jax.random.key(7))
+
+  def test_vmap_over_params_and_keys(self):
+    locs = jnp.array([[0.0, 1.0, 2.0], [2.0, -1.0, 0.0]])
+    scales = jnp.array([[1.0, 2.0, 0.5], [0.5, 0.5, 3.0]])
+    keys = jax.random.split(jax.random.key(51), 2)
+    batched = jax.jit(
+      jax.vmap(
+        lambda loc, scale, key: _all_three({"loc": loc, "scale": scale}, key)
+      )
+    )(locs, scales, keys)
+    chex.assert_shape(batched[0]["loc"], (2, _SMALL_N, _SMALL_DIM))
+    for i in range(2):
+      # Eager rows: same shapes as the other eager tests, so cheap.
+      row = _all_three({"loc": locs[i], "scale": scales[i]}, keys[i])
+      chex.assert_trees_all_close(
+        jax.tree.map(lambda v, i=i: v[i], batched), row, rtol=1e-10
+      )
+
+  @parameterized.parameters("pathwise", "score_function")
+  def test_return_costs(self, estimator):
+    params = _small_params()
+    jac, costs = _ESTIMATORS[estimator](
+      jnp.sum,
+      params,
+      _normal,
+      jax.random.key(52),
+      _SMALL_N,
+      return_costs=True,
+    )
+    chex.assert_shape(costs, (_SMALL_N,))
+    if estimator == "pathwise":
+      # f = sum(x): d/dloc = 1 exactly, d/dscale = eps = (x - mu)/sigma, so
+      # the costs (sums of the draws) are recoverable from the jacobians.
+      np.testing.assert_array_equal(jac["loc"], 1.0)
+      draws = params["loc"] + params["scale"] * jac["scale"]
+    else:
+      # Score: d/dloc = f(x) (x - mu)/sigma^2 with f(x) = costs.
+      draws = params["loc"] + jac["loc"] / costs[:, None] * params["scale"] ** 2
+    np.testing.assert_allclose(costs, draws.sum(-1), rtol=1e-10)
+
+  def test_baseline_shifts_costs_exactly(self):
+    params = _small_params()
+    key = jax.random.key(53)
+    est = estimators.score_function_jacobians
+    plain = est(_gauss_cost, params, _normal, key, _SMALL_N)
+    shifted = est(
+      lambda x: _gauss_cost(x) + 100.0,
+      params,
+      _normal,
+      key,
+      _SMALL_N,
+      baseline=100.0,
+    )
+    chex.assert_trees_all_close(plain, shifted, rtol=1e-9, atol=1e-9)
+    per_sample = est(
+      lambda x: _gauss_cost(x) + 100.0,
+      params,
+      _normal,
+      key,
+      _SMALL_N,
+      baseline=jnp.full(_SMALL_N, 100.0),
+    )
+    chex.assert_trees_all_close(plain, per_sample, rtol=1e-9, atol=1e-9)
+
+  def test_exported(self):
+    for name in (
+      "pathwise_jacobians",
+      "score_function_jacobians",
+      "measure_valued_jacobians",
+    ):
+      self.assertIs(getattr(rgrad, name), getattr(estimators, name))
+      self.assertIn(name, rgrad.__all__)
+    for name in (
+      "Normal",
+      "LogScaleNormal",
+      "MultivariateNormalTriL",
+      "Bernoulli",
+      "Categorical",
+      "Gamma",
+      "Distribution",
+    ):
+      self.assertIs(getattr(rgrad, name), getattr(distributions, name))
+      self.assertIn(name, rgrad.__all__)
+
+
+def _nan_if_positive(x):
+  # Written with where: the gradient of the taken branch is finite even where
+  # the cost is NaN, so pathwise must poison such samples itself.
+  return jnp.where(x[0] > 0, jnp.nan, jnp.sum(x**2))
+
+
+def _inf_cost(x):
+  return jnp.sum(x) * jnp.inf
+
+
+class NonFiniteTest(parameterized.TestCase):
+  @parameterized.parameters(*_ESTIMATORS)
+  def test_raises_outside_jit_with_count(self, estimator):
+    # Measure-valued evaluates f 4 d times per sample (2 d for loc, 2 d for
+    # scale), and counts evaluations.
+    total = _SMALL_N * (4 * _SMALL_DIM if "measure" in estimator else 1)
+    with self.assertRaisesRegex(
+      ValueError, f"{total} of {total} costs are non-finite"
+    ):
+      _ESTIMATORS[estimator](
+        _inf_cost, _small_params(), _normal, jax.random.key(60), _SMALL_N
+      )
+
+  def test_propagates_under_jit_and_count_matches(self):
+    params, key = _small_params(), jax.random.key(61)
+
+    @jax.jit
+    def run():  # One program for the three estimators.
+      return (
+        estimators.pathwise_jacobians(
+          _nan_if_positive, params, _normal, key, _SMALL_N, return_costs=True
+        ),
+        estimators.score_function_jacobians(
+          _nan_if_positive, params, _normal, key, _SMALL_N, return_costs=True
+        ),
+        estimators.measure_valued_jacobians(
+          _nan_if_positive, params, _normal, key, _SMALL_N
+        ),
+      )
+
+    *with_costs, measure_valued = run()
+    for name, (jac, costs) in zip(
+      ("pathwise", "score_function"), with_costs, strict=True
+    ):
+      bad = int(np.sum(~np.isfinite(costs)))
+      self.assertBetween(bad, 1, _SMALL_N - 1)
+      # Outside jit the same draws raise, with the same count.
+      with self.assertRaisesRegex(ValueError, f"{bad} of {_SMALL_N} costs"):
+        _ESTIMATORS[name](_nan_if_positive, params, _normal, key, _SMALL_N)
+      # Under jit nothing is masked: exactly the bad samples are non-finite,
+      # and so is the mean.
+      for leaf in (jac["loc"], jac["scale"]):
+        finite = np.all(np.isfinite(leaf), axis=1)
+        np.testing.assert_array_equal(finite, np.isfinite(costs))
+        self.assertFalse(np.isfinite(np.mean(leaf)))
+    self.assertFalse(np.isfinite(np.mean(measure_valued["loc"])))
+    self.assertFalse(np.isfinite(np.mean(measure_valued["scale"])))
+
+
+class BadInputTest(parameterized.TestCase):
+  def _call(
+    self,
+    estimator,
+    function=jnp.sum,
+    params=None,
+    builder=_normal,
+    num_samples=_SMALL_N,
+    **kwargs,
+  ):
+    params = _small_params() if params is None else params
+    return _ESTIMATORS[estimator](
+      function, params, builder, jax.random.key(0), num_samples, **kwargs
+    )
+
+  @parameterized.product(estimator=tuple(_ESTIMATORS), num_samples=(0, -3))
+  def test_num_samples_value(self, estimator, num_samples):
+    with self.assertRaisesRegex(
+      ValueError, f"num_samples must be >= 1, got {num_samples}"
+    ):
+      self._call(estimator, num_samples=num_samples)
+
+  @parameterized.product(
+    estimator=tuple(_ESTIMATORS), num_samples=(2.0, True, np.float32(3))
+  )
+  def test_num_samples_type(self, estimator, num_samples):
+    with self.assertRaisesRegex(TypeError, "num_samples must be a static"):
+      self._call(estimator, num_samples=num_samples)
+
+  @parameterized.parameters(*_ESTIMATORS)
+  def test_traced_num_samples(self, estimator):
+    with self.assertRaisesRegex(TypeError, "static_argnames"):
+      jax.jit(lambda n: self._call(estimator, num_samples=n))(4)
+
+  @parameterized.parameters(*_ESTIMATORS)
+  def test_params_do_not_fit(self, estimator):
+    with self.assertRaisesRegex(
+      ValueError, r"params do not fit dist_builder.*KeyError.*'scale'"
+    ):
+      self._call(estimator, params={"loc": jnp.zeros(3)})
+    with self.assertRaisesRegex(
+      ValueError,
+      r"params do not fit .*do not broadcast: loc\(3,\), scale\(4,\)",
+    ):
+      self._call(estimator, params={"loc": jnp.zeros(3), "scale": jnp.ones(4)})
+
+  @parameterized.parameters(*_ESTIMATORS)
+  def test_builder_not_a_distribution(self, estimator):
+    with self.assertRaisesRegex(TypeError, "must return an rgrad.*got tuple"):
+      self._call(estimator, builder=lambda p: (p["loc"],))
+
+  @parameterized.parameters(*_ESTIMATORS)
+  def test_non_scalar_cost(self, estimator):
+    with self.assertRaisesRegex(
+      ValueError, r"function must return a scalar .* \(3,\), got shape \(3,\)"
+    ):
+      self._call(estimator, function=lambda x: x**2)
+    with self.assertRaisesRegex(ValueError, "got tuple"):
+      self._call(estimator, function=lambda x: (x.sum(), x.sum()))
+
+  @parameterized.parameters(*_ESTIMATORS)
+  def test_non_positive_scale(self, estimator):
+    with self.assertRaisesRegex(ValueError, "scale must be positive, got 1 "):
+      self._call(
+        estimator, params={"loc": jnp.zeros(3), "scale": jnp.array([1, 0, 1.0])}
+      )
+
+  def test_pathwise_rejects_discrete(self):
+    for cls in (distributions.Bernoulli, distributions.Categorical):
+      with self.assertRaisesRegex(
+        ValueError, f"{cls.__name__} has no pathwise sampler"
+      ):
+        self._call("pathwise", params=jnp.zeros((2, 3)), builder=cls)
+
+  def test_measure_valued_rejects_non_gaussian(self):
+    with self.assertRaisesRegex(ValueError, "Gaussian .* got Gamma"):
+      self._call("measure_valued", params=(jnp.ones(2),) * 2, builder=_gamma)
+    with self.assertRaisesRegex(ValueError, "got MultivariateNormalTriL"):
+      self._call(
+        "measure_valued",
+        params={"loc": jnp.zeros(2), "scale_tril": jnp.eye(2)},
+        builder=_mvn,
+      )
+
+  def test_baseline_shape(self):
+    with self.assertRaisesRegex(
+      ValueError,
+      rf"baseline must be a scalar or have shape \({_SMALL_N},\), got \(3,\)",
+    ):
+      self._call("score_function", baseline=jnp.zeros(3))
+
+
+if __name__ == "__main__":
+  absltest.main()
