@@ -818,7 +818,8 @@ def run(
       were killed (checkpoints already saved stay; no outputs are written).
 
   Returns:
-    `{"metrics": <metrics.json content>, "params": {estimator: params}}`.
+    `{"metrics": <metrics.json content, None if interrupted>,
+    "params": {estimator: final params}, "initial_params": params}`.
 
   Raises:
     ValueError: a bad config, before any training.
@@ -863,7 +864,11 @@ def run(
       )
     except _Interrupted:
       logging.info("[%s] interrupted by the test hook", name)
-      return {"metrics": None, "params": final_params}
+      return {
+        "metrics": None,
+        "params": final_params,
+        "initial_params": init_params,
+      }
     histories[name], final_params[name] = history, state.params
 
   metrics = {
@@ -880,7 +885,11 @@ def run(
   }
   _write_outputs(metrics, workdir)
   _plot(metrics, final_params, model, test_np, config, workdir)
-  return {"metrics": metrics, "params": final_params}
+  return {
+    "metrics": metrics,
+    "params": final_params,
+    "initial_params": init_params,
+  }
 
 
 # ---------------------------------------------------------------------------

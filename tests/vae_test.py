@@ -1,0 +1,221 @@
+"""Tests for experiments/vae.py: tiny runs, outputs, resume, bad flags."""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import csv  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from unittest import mock  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from absl.testing import absltest  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+
+from experiments import vae  # noqa: E402
+from experiments.configs import vae as vae_config  # noqa: E402
+
+
+def _tiny_config(**overrides):
+  config = vae_config.get_config()
+  config.num_steps = 6
+  config.log_every = 2
+  config.checkpoint_every = 4
+  config.batch_size = 8
+  config.latent_dim = 2
+  config.hidden_dim = 16
+  config.num_samples = 2
+  config.num_eval_samples = 2
+  config.num_variance_replicates = 3
+  config.variance_batch_size = 8
+  config.num_display = 3
+  config.update(overrides)
+  return config
+
+
+def _tempdir(testcase):
+  # tempfile rather than create_tempdir: absl flags are unparsed under pytest.
+  path = tempfile.mkdtemp()
+  testcase.addCleanup(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
+def _leaves(params):
+  return [np.asarray(x) for x in jax.tree.leaves(params)]
+
+
+@pytest.mark.slow
+class VaeRunTest(parameterized.TestCase):
+  """One tiny run of every estimator, shared by the tests below."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.workdir = tempfile.mkdtemp()
+    cls.config = _tiny_config(estimator="all")
+    cls.result = vae.run(cls.config, cls.workdir)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.workdir, ignore_errors=True)
+    super().tearDownClass()
+
+  def test_every_estimator_trains(self):
+    metrics = self.result["metrics"]
+    self.assertEqual(metrics["estimators"], list(vae.ESTIMATORS))
+    histories = metrics["history"]
+    initial = histories["pathwise"][0]
+    for name in vae.ESTIMATORS:
+      rows = histories[name]
+      self.assertEqual([r["step"] for r in rows], [0, 2, 4, 6])
+      for row in rows:
+        for field in vae.METRIC_FIELDS:
+          self.assertTrue(np.isfinite(row[field]), msg=f"{name} {field}")
+        self.assertGreater(row["grad_variance"], 0.0)
+        # A bound on a log-likelihood of binary pixels is negative, and the
+        # IWAE bound (same draws) is at least the ELBO.
+        self.assertLess(row["test_elbo"], 0.0)
+        self.assertGreaterEqual(row["test_iwae"], row["test_elbo"])
+      # Same initialization for every estimator: identical step-0 bounds.
+      for field in ("train_elbo", "test_elbo", "test_iwae"):
+        self.assertEqual(rows[0][field], initial[field])
+      # ... and training moved every parameter array.
+      for initial_leaf, final_leaf in zip(
+        _leaves(self.result["initial_params"]),
+        _leaves(self.result["params"][name]),
+        strict=True,
+      ):
+        self.assertFalse(np.array_equal(initial_leaf, final_leaf), msg=name)
+
+  def test_output_schema(self):
+    with open(os.path.join(self.workdir, "metrics.json")) as f:
+      metrics = json.load(f)
+    self.assertEqual(metrics["schema_version"], vae.SCHEMA_VERSION)
+    self.assertEqual(
+      set(metrics),
+      {"schema_version", "config", "estimators", "data", "history", "final"},
+    )
+    self.assertEqual(metrics["config"], self.config.to_dict())
+    self.assertEqual(
+      metrics["data"], {"num_train": 1438, "num_test": 359, "dim": 64}
+    )
+    for name in vae.ESTIMATORS:
+      for row in metrics["history"][name]:
+        self.assertEqual(set(row), set(vae.METRIC_FIELDS))
+      self.assertEqual(metrics["final"][name], metrics["history"][name][-1])
+
+    with open(os.path.join(self.workdir, "metrics.csv")) as f:
+      rows = list(csv.reader(f))
+    self.assertEqual(tuple(rows[0]), ("estimator", *vae.METRIC_FIELDS))
+    self.assertLen(rows, 1 + 4 * len(vae.ESTIMATORS))
+    first = dict(zip(rows[0], rows[1], strict=True))
+    self.assertEqual(first["estimator"], "pathwise")
+    self.assertEqual(
+      float(first["test_elbo"]), metrics["history"]["pathwise"][0]["test_elbo"]
+    )
+
+    for png in ("elbo", "grad_variance", "reconstructions", "samples"):
+      path = os.path.join(self.workdir, f"{png}.png")
+      with open(path, "rb") as f:
+        self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", msg=path)
+
+  def test_resume_after_kill_is_bitwise_identical(self):
+    # score_function carries a non-trivial baseline state as well.
+    config = _tiny_config(estimator="score_function")
+    workdir = _tempdir(self)
+    # "Kill" after step 5: the checkpoint of step 4 survives, step 5 is lost.
+    self.assertIsNone(vae.run(config, workdir, stop_after_step=5)["metrics"])
+    self.assertFalse(os.path.exists(os.path.join(workdir, "metrics.json")))
+    compiled = vae.train_step._cache_size()
+    with mock.patch.object(vae, "train_step", wraps=vae.train_step) as step:
+      resumed = vae.run(config, workdir)
+    # Resumed from step 4: one warm-up call plus steps 5 and 6 (a fresh run
+    # would make 1 + 6 calls), and nothing new was compiled.
+    self.assertEqual(step.call_count, 3)
+    self.assertEqual(vae.train_step._cache_size(), compiled)
+
+    # The shared run trained score_function uninterrupted from the same
+    # initialization and keys.
+    for a, b in zip(
+      _leaves(resumed["params"]["score_function"]),
+      _leaves(self.result["params"]["score_function"]),
+      strict=True,
+    ):
+      np.testing.assert_array_equal(a, b)
+    drop_time = lambda rows: [
+      {k: v for k, v in r.items() if k != "wall_time_s"} for r in rows
+    ]
+    self.assertEqual(
+      drop_time(resumed["metrics"]["history"]["score_function"]),
+      drop_time(self.result["metrics"]["history"]["score_function"]),
+    )
+
+  def test_refuses_to_resume_under_another_config(self):
+    config = _tiny_config(estimator="all", latent_dim=3)
+    with mock.patch.object(vae, "train_step") as step:
+      with self.assertRaisesRegex(ValueError, "different config.*latent_dim"):
+        vae.run(config, self.workdir)
+    step.assert_not_called()
+
+
+class BadFlagsTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ("unknown_estimator", {"estimator": "reinforce"}, "Unknown estimator"),
+    ("zero_samples", {"num_samples": 0}, "num_samples must be an int >= 1"),
+    (
+      "loo_one_sample",
+      {"estimator": "leave_one_out", "num_samples": 1},
+      "num_samples must be >= 2 for the leave_one_out",
+    ),
+    (
+      "all_one_sample",
+      {"estimator": "all", "num_samples": 1},
+      "num_samples must be >= 2 for the leave_one_out",
+    ),
+    ("zero_steps", {"num_steps": 0}, "num_steps must be an int >= 1"),
+    ("zero_latent", {"latent_dim": 0}, "latent_dim must be an int >= 1"),
+    (
+      "one_replicate",
+      {"num_variance_replicates": 1},
+      "num_variance_replicates must be >= 2",
+    ),
+    ("test_fraction", {"test_fraction": 1.0}, "test_fraction must be in"),
+    ("decay", {"baseline_decay": 1.0}, "baseline_decay must be in"),
+    ("learning_rate", {"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ("big_batch", {"batch_size": 5000}, "batch_size .* exceeds"),
+  )
+  def test_fails_before_training(self, overrides, message):
+    workdir = os.path.join(_tempdir(self), "run")
+    config = _tiny_config(**overrides)
+    with mock.patch.object(vae, "train_step") as step:
+      with self.assertRaisesRegex(ValueError, message):
+        vae.run(config, workdir)
+    step.assert_not_called()
+    self.assertFalse(os.path.exists(os.path.join(workdir, "metrics.json")))
+
+
+class DataTest(absltest.TestCase):
+  def test_load_digits_binarized(self):
+    train, test = vae.load_digits_binarized(test_fraction=0.2, seed=0)
+    self.assertEqual(train.shape, (1438, 64))
+    self.assertEqual(test.shape, (359, 64))
+    self.assertEqual(train.dtype, np.float32)
+    both = np.concatenate([train, test])
+    self.assertTrue(np.all((both == 0.0) | (both == 1.0)))
+    # Fixed by the seed; another seed gives another split of the same images.
+    again, _ = vae.load_digits_binarized(test_fraction=0.2, seed=0)
+    np.testing.assert_array_equal(train, again)
+    other, _ = vae.load_digits_binarized(test_fraction=0.2, seed=1)
+    self.assertFalse(np.array_equal(train, other))
+    np.testing.assert_array_equal(
+      np.sort(both.sum(1)),
+      np.sort(np.concatenate(vae.load_digits_binarized(0.2, 1)).sum(1)),
+    )
+
+
+if __name__ == "__main__":
+  absltest.main()
