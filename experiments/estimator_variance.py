@@ -23,8 +23,10 @@ exact gradient and exact single-sample variance by quadrature
 whose standard error comes from the samples themselves.
 
 The figures show what the paper shows: for :math:`(x - k)^2` the pathwise
-variance is flat in :math:`k` (it is :math:`4\sigma^2` and :math:`8\sigma^2`)
-while the score-function variance grows like :math:`k^4`; for
+variance of the :math:`\mu`-gradient is flat in :math:`k` (it is
+:math:`4\sigma^2`; the :math:`\sigma`-gradient's is
+:math:`4(\mu - k)^2 + 8\sigma^2`) while the score-function variance grows
+like :math:`k^4`; for
 :math:`\cos(k x)` the pathwise variance grows with :math:`k` (like
 :math:`k^2`) while the score-function variance stays bounded (the cost does).
 
@@ -437,7 +439,7 @@ class _Program(NamedTuple):
 
   lowered: Any  # jax.stages.Lowered
   chunk_ids: jax.Array  # [padded], sharded over the mesh
-  keys: Any
+  key_data: Any  # pytree of uint32 numpy key data, replicated
   num_chunks: int
 
 
@@ -468,9 +470,12 @@ def _lower_chunked_moments(
     (padded,), sharding, lambda index: all_ids[index]
   )
 
-  def local(ids, keys):  # ids: this device's global chunk indices
+  def local(ids, key_data):  # ids: this device's global chunk indices
     def one_chunk(chunk_id):
-      chunk_keys = jax.tree.map(lambda k: jax.random.fold_in(k, chunk_id), keys)
+      chunk_keys = jax.tree.map(
+        lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), chunk_id),
+        key_data,
+      )
       return jax.tree.map(_central_moments, chunk_fn(chunk_keys))
 
     # A loop, not a vmap, over the local chunks: every chunk runs the same
@@ -488,8 +493,11 @@ def _lower_chunked_moments(
     out_specs=P(_SAMPLES_AXIS),
     check_vma=False,
   )
-  lowered = jax.jit(sharded).lower(chunk_ids, keys)
-  return _Program(lowered, chunk_ids, keys, num_chunks)
+  # Keys travel as host numpy key data: with several processes, a host value
+  # is a replicated input of the global program (the same on every host).
+  key_data = jax.tree.map(lambda k: np.asarray(jax.random.key_data(k)), keys)
+  lowered = jax.jit(sharded).lower(chunk_ids, key_data)
+  return _Program(lowered, chunk_ids, key_data, num_chunks)
 
 
 def _compile(program: _Program) -> tuple[Any, float]:
@@ -501,7 +509,7 @@ def _compile(program: _Program) -> tuple[Any, float]:
 def _execute(program: _Program, compiled) -> tuple[Any, float]:
   """Runs; returns (per-chunk moments as host float64 numpy, run seconds)."""
   start = time.perf_counter()
-  out = jax.block_until_ready(compiled(program.chunk_ids, program.keys))
+  out = jax.block_until_ready(compiled(program.chunk_ids, program.key_data))
   run_s = time.perf_counter() - start
   if jax.process_count() > 1:
     out = multihost_utils.process_allgather(out, tiled=True)
@@ -1021,7 +1029,13 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       shown = ys > _ZERO_VARIANCE
       tag = "" if shown.any() else " (zero: h = f)"
       ax.plot(
-        xs[shown], ys[shown], "-", color=_COLORS[n], label=n + tag, lw=1.5
+        xs[shown],
+        ys[shown],
+        ".-",
+        color=_COLORS[n],
+        label=n + tag,
+        lw=1.5,
+        ms=4,
       )
       if exact_of is not None and sel[0]["exact_variance"] is not None:
         exact_ys = np.array([exact_of(r) for r in sel], np.float64)
@@ -1130,16 +1144,27 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
         )
       # Total variance: summed over both parameters of all d coordinates.
       ax = axes[row][2]
-      totals = {}
-      for r in rows:
-        key = (r["estimator"], r["dim"])
-        totals[key] = totals.get(key, 0.0) + r["total_variance"]
       for n in parsed.estimators:
-        ds = sorted({d for (m, d) in totals if m == n})
-        ax.plot(ds, [totals[(n, d)] for d in ds], "-", color=_COLORS[n])
+        sel = [r for r in rows if r["estimator"] == n]
+        ds = sorted({r["dim"] for r in sel})
+        total = np.array(
+          [sum(r["total_variance"] for r in sel if r["dim"] == d) for d in ds]
+        )
+        exact_total = [
+          sum(r["exact_total_variance"] for r in sel if r["dim"] == d)
+          if all(r["exact_total_variance"] is not None for r in sel)
+          else None
+          for d in ds
+        ]
+        shown = total > _ZERO_VARIANCE
+        ax.plot(
+          np.array(ds)[shown], total[shown], ".-", color=_COLORS[n], lw=1.5
+        )
+        if None not in exact_total:
+          ax.plot(ds, exact_total, "--", color="k", lw=0.8)
       ax.set_yscale("log")
-      ax.grid(True, which="both", alpha=0.3)
-      ax.set_title(f"{COSTS[c].label}: total variance, all 2d params")
+      ax.grid(True, which="major", alpha=0.3)
+      ax.set_title(f"{COSTS[c].label}: total variance, 2d params (- - exact)")
       for ax in axes[row]:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("dimension d")
@@ -1207,7 +1232,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   results = {
     "schema_version": 1,
-    "config": config.to_dict(),
+    # Through JSON, so that the returned dict equals the file (tuples become
+    # lists).
+    "config": json.loads(json.dumps(config.to_dict())),
     "records": records,
     "sigma_sweep": sigma_records,
     "dim_sweep": dim_records,
