@@ -287,7 +287,7 @@ class Normal(_Factorized):
     )
 
   def score(self, x: jax.typing.ArrayLike) -> "Normal":
-    """:math:`\\nabla_{(\\mu, \\sigma)} \\log p(x)` for one draw `x`."""
+    r""":math:`\nabla_{(\mu, \sigma)} \log p(x)` for one draw `x`."""
     grads = normal_log_prob_grads(self._check_x(x), self.loc, self.scale)
     return Normal._unchecked(loc=grads.loc, scale=grads.scale)
 
@@ -339,7 +339,7 @@ class LogScaleNormal(_Factorized):
     )
 
   def score(self, x: jax.typing.ArrayLike) -> "LogScaleNormal":
-    """:math:`\\nabla_{(\\mu, \\log\\sigma)} \\log p(x)` for one draw `x`."""
+    r""":math:`\nabla_{(\mu, \log\sigma)} \log p(x)` for one draw `x`."""
     grads = normal_log_prob_grads(self._check_x(x), self.loc, self.scale)
     return LogScaleNormal._unchecked(loc=grads.loc, log_scale=grads.log_scale)
 
@@ -443,7 +443,7 @@ class MultivariateNormalTriL(Distribution):
     return -0.5 * jnp.sum(jnp.square(z), -1) - log_det - d * _HALF_LOG_TWO_PI
 
   def score(self, x: jax.typing.ArrayLike) -> "MultivariateNormalTriL":
-    """:math:`\\nabla_{(\\mu, L)} \\log p(x)` for one draw `x` (see class)."""
+    r""":math:`\nabla_{(\mu, L)} \log p(x)` for one draw `x` (see class)."""
     tril, z = self._whiten(x)
     # L^{-T} z, by a transposed triangular solve rather than an inverse.
     d_loc = jax.scipy.linalg.solve_triangular(

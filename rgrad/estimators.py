@@ -202,7 +202,8 @@ def score_function_jacobians(
   # The draws are data here, never differentiated through.
   xs = jax.lax.stop_gradient(dist.sample(key, (num_samples,)))
   del key
-  costs = jax.vmap(function)(xs)  # [num_samples]
+  costs = jax.vmap(function)(xs)
+  chex.assert_shape(costs, (num_samples,))
   _check_finite(costs, name)
   scores = jax.vmap(dist.score)(xs)  # like dist, leaves [num_samples, *field]
   weighted = jax.tree.map(
@@ -283,6 +284,7 @@ def pathwise_jacobians(
   costs, jacobians = jax.vmap(jax.value_and_grad(cost), in_axes=(None, 0))(
     params, keys
   )
+  chex.assert_shape(costs, (num_samples,))
   _check_finite(costs, name)
   # A gradient can be finite where the cost is not (e.g. a cost written with
   # jnp.where); such a sample has no meaningful gradient, so it is made NaN
