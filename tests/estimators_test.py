@@ -766,6 +766,19 @@ class BadInputTest(parameterized.TestCase):
       self._call(estimator, params={"loc": jnp.zeros(3), "scale": jnp.ones(4)})
 
   @parameterized.parameters(*_ESTIMATORS)
+  def test_jit_error_in_builder_is_not_rewrapped(self, estimator):
+    """Python control flow on traced params is a jit bug, not a misfit."""
+
+    def branchy(p):
+      scale = p["scale"] if p["scale"][0] > 0 else -p["scale"]
+      return distributions.Normal(p["loc"], scale)
+
+    with self.assertRaises(jax.errors.TracerBoolConversionError):
+      jax.jit(lambda p: self._call(estimator, params=p, builder=branchy))(
+        _small_params()
+      )
+
+  @parameterized.parameters(*_ESTIMATORS)
   def test_builder_not_a_distribution(self, estimator):
     with self.assertRaisesRegex(TypeError, "must return an rgrad.*got tuple"):
       self._call(estimator, builder=lambda p: (p["loc"],))
