@@ -378,8 +378,10 @@ class VarianceTest(parameterized.TestCase):
   @parameterized.parameters("pathwise", "score_function")
   def test_pathwise_and_score_variances(self, estimator):
     variances = []
-    for i, (name, k, coef) in enumerate(self._costs()):
-      d_mu, d_sigma = self._run(estimator, name, k, jax.random.key(20 + i))
+    for name, k, coef in self._costs():
+      # One key for every cost: common random numbers make the comparisons
+      # across k below exact for pathwise and sharper for the score function.
+      d_mu, d_sigma = self._run(estimator, name, k, jax.random.key(20))
       exact = _poly_moments(estimator, coef, self._MU, self._SIGMA)
       what = f"{estimator} f={name} k={k}"
       _assert_unbiased(d_mu, exact["loc"][0], what + " mean d/dloc")
@@ -391,7 +393,7 @@ class VarianceTest(parameterized.TestCase):
       # f = (x - k)^2: d/dmu = 2(x - k) has variance 4 sigma^2 whatever k.
       for var, exact in variances[1:]:
         np.testing.assert_allclose(exact, 4 * self._SIGMA**2)
-        np.testing.assert_allclose(var, variances[1][0], rtol=0.1)
+        np.testing.assert_allclose(var, variances[1][0], rtol=1e-9)
     else:
       # Score function: the variance grows with the shift k (|mu - k| here),
       # both exactly and empirically.
