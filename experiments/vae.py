@@ -337,11 +337,8 @@ def _encoder_cotangent(
     )
   else:
     raise ValueError(f"Unknown estimator {estimator!r}.")
-  # Exact gradient of the closed-form KL term.
-  kl_grad = {
-    "loc": q_params["loc"],
-    "log_scale": jnp.exp(2.0 * q_params["log_scale"]) - 1.0,
-  }
+  # Exact gradient of the closed-form KL term: (loc, exp(2 log_scale) - 1).
+  kl_grad = jax.grad(lambda q: _gaussian_kl(q["loc"], q["log_scale"]))(q_params)
   cotangent = jax.tree.map(lambda j, k: j.mean(0) + k, jac, kl_grad)
   return cotangent, costs
 
