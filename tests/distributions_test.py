@@ -165,7 +165,7 @@ class LogProbAndSampleTest(parameterized.TestCase):
     self.assertEqual(cls.reparameterized, cls not in discrete)
 
   @parameterized.named_parameters(*_cases())
-  @pytest.mark.slow  # Below the parameterization, so the generated tests get it.
+  @pytest.mark.slow  # Below the parameterization: generated tests get it.
   def test_sample_mean(self, cls, fields):
     """Sample means within 5 standard errors of the closed-form means."""
     dist = cls(**fields)
