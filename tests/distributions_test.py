@@ -1,5 +1,7 @@
 """Tests for rgrad.distributions: hand-derived scores, densities, pytrees."""
 
+import functools
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -83,25 +85,50 @@ def _reference_log_prob(name, fields, x):
   raise ValueError(name)
 
 
+@functools.cache
+def _computed(name):
+  """Draws, scores, autodiff scores and log-densities for case `name`.
+
+  One compiled program per distribution, shared by the tests below: compiling
+  (Gamma's sampler above all) dominates this file's time, not computing.
+  """
+  cls, fields = {c[0]: c[1:] for c in _cases()}[name]
+  dist = cls(**fields)
+  names = cls._fields
+  values = tuple(jnp.asarray(fields[n]) for n in names)
+
+  def log_prob(values, x):
+    return cls(**dict(zip(names, values, strict=True))).log_prob(x).sum()
+
+  @jax.jit
+  def compute(dist, values):
+    xs = dist.sample(jax.random.key(0), (_NUM_DRAWS,))
+    few = xs[:4]  # A few draws, each one x of the batch and event shape.
+    auto, scores = jax.vmap(
+      lambda x: (jax.grad(log_prob)(values, x), dist.score(x))
+    )(few)
+    return {
+      "draws": xs,
+      "few": few,
+      "autodiff": auto,
+      "scores": scores,
+      "log_prob": dist.log_prob(few),
+      "reference_log_prob": _reference_log_prob(name, fields, few),
+    }
+
+  return compute(dist, values)
+
+
 class ScoreTest(parameterized.TestCase):
   """Hand-derived scores against jax.grad of log_prob, in float64."""
 
   @parameterized.named_parameters(*_cases())
   def test_score_matches_autodiff(self, cls, fields):
-    dist = cls(**fields)
-    xs = _draws(dist)[:4]
-    names = cls._fields
-
-    def log_prob(values, x):
-      return cls(**dict(zip(names, values, strict=True))).log_prob(x).sum()
-
-    values = tuple(jnp.asarray(fields[n]) for n in names)
-    # A few draws, each one x of the batch and event shape.
-    expected, got = jax.jit(
-      jax.vmap(lambda x: (jax.grad(log_prob)(values, x), dist.score(x)))
-    )(xs)
+    name = [c[0] for c in _cases() if c[1] is cls][0]
+    out = _computed(name)
+    got = out["scores"]
     self.assertIsInstance(got, cls)
-    for n, e in zip(names, expected, strict=True):
+    for n, e in zip(cls._fields, out["autodiff"], strict=True):
       chex.assert_shape(getattr(got, n), (4,) + fields[n].shape)
       np.testing.assert_allclose(getattr(got, n), e, rtol=1e-10, atol=1e-10)
 
@@ -130,13 +157,11 @@ class ScoreTest(parameterized.TestCase):
 class LogProbAndSampleTest(parameterized.TestCase):
   @parameterized.named_parameters(*_cases())
   def test_log_prob_matches_scipy(self, cls, fields):
-    dist = cls(**fields)
-    name = [c[0] for c in _cases() if c[1] is cls][0]
-    x = _draws(dist)[:4]
-    got, expected = jax.jit(
-      lambda x: (dist.log_prob(x), _reference_log_prob(name, fields, x))
-    )(x)
-    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    del fields
+    out = _computed([c[0] for c in _cases() if c[1] is cls][0])
+    np.testing.assert_allclose(
+      out["log_prob"], out["reference_log_prob"], rtol=1e-10
+    )
 
   @parameterized.named_parameters(*_cases())
   def test_shapes(self, cls, fields):
@@ -168,9 +193,8 @@ class LogProbAndSampleTest(parameterized.TestCase):
   @pytest.mark.slow  # Below the parameterization: generated tests get it.
   def test_sample_mean(self, cls, fields):
     """Sample means within 5 standard errors of the closed-form means."""
-    dist = cls(**fields)
     n = _NUM_DRAWS
-    xs = _draws(dist)
+    xs = _computed([c[0] for c in _cases() if c[1] is cls][0])["draws"]
     if cls is distributions.Normal:
       mean = fields["loc"]
     elif cls is distributions.LogScaleNormal:
@@ -228,7 +252,7 @@ class PytreeTest(parameterized.TestCase):
     self.assertLen(leaves, len(cls._fields))
     rebuilt = jax.tree.unflatten(treedef, leaves)
     self.assertIsInstance(rebuilt, cls)
-    x = _draws(dist)[:4]
+    x = _computed([c[0] for c in _cases() if c[1] is cls][0])["few"]
     np.testing.assert_allclose(
       jax.jit(lambda d, x: d.log_prob(x))(dist, x), dist.log_prob(x)
     )
