@@ -197,9 +197,10 @@ class Cost(NamedTuple):
       :math:`X \sim N(loc, scale^2)`, in closed form. Only the ``dim`` sweep's
       exact score-function variance needs them (the other coordinates'
       cost acts on the first coordinate's score as a random baseline).
-    k_positive: whether ``k`` must be > 0 (``exp_sq``: integrability of f^2
-      in the moments is not the issue, but exp(-k x^2) grows without bound
-      for k < 0 and the paper uses k > 0).
+    k_positive: whether ``k`` must be > 0 (``exp_sq``: for k < 0,
+      exp(-k x^2) grows like a Gaussian's inverse and the estimators'
+      variances become infinite once k <= -1/(4 sigma^2); the paper uses
+      k > 0).
   """
 
   fn: Callable[[jax.Array, jax.Array], jax.Array]

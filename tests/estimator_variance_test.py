@@ -96,6 +96,9 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
         "experiments.estimator_variance",
         f"--workdir={cls.four_workdir}",
         "--config.plot=False",
+        # The dim sweep runs the same sharded code path; leaving it out of
+        # the subprocess saves half its compile time.
+        "--config.dim_sweep.enabled=False",
         *_cli_overrides(),
       ],
       cwd=_REPO,
@@ -265,20 +268,24 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
       self.assertEqual(json.load(f)["device_count"], 4)
     with open(os.path.join(self.four_workdir, "results.json")) as f:
       four = json.load(f)
-    one = dict(self.results, config=dict(self.results["config"], plot=False))
-    self.assertEqual(four["config"], one["config"])
-    exact_match = all(
-      one[key] == four[key] for key in ("records", "sigma_sweep", "dim_sweep")
-    )
-    print(f"4 devices vs 1: bitwise identical: {exact_match}")
-    for key in ("records", "sigma_sweep", "dim_sweep"):
+    one = self.results
+    expected_config = json.loads(json.dumps(one["config"]))
+    expected_config["plot"] = False
+    expected_config["dim_sweep"]["enabled"] = False
+    self.assertEqual(four["config"], expected_config)
+    self.assertEqual(four["dim_sweep"], [])
+    for key in ("records", "sigma_sweep"):
       self.assertLen(four[key], len(one[key]))
       for a, b in zip(one[key], four[key], strict=True):
         self.assertEqual(a.keys(), b.keys())
         for field, value in a.items():
           if isinstance(value, float):
+            # Derived z-scores divide by tiny standard errors where the
+            # estimator is exact (the delta method on the quadratic): an ulp
+            # in the mean moves them by ~1e-6 there.
+            abs_tol = 1e-6 if field.endswith("_z") else 1e-300
             self.assertTrue(
-              math.isclose(value, b[field], rel_tol=1e-12, abs_tol=1e-300),
+              math.isclose(value, b[field], rel_tol=1e-12, abs_tol=abs_tol),
               (key, field, a, b),
             )
           else:
