@@ -114,17 +114,16 @@ def _concrete(value: jax.typing.ArrayLike) -> np.ndarray | None:
     return None
 
 
-def _vmap_costs(
-  function: CostFunction, samples: jax.Array, num_samples: int
-) -> jax.Array:
-  """Evaluates `function` on each sample; checks it returns a scalar."""
-  costs = jax.vmap(function)(samples)  # [num_samples]
-  if jnp.shape(costs) != (num_samples,):
+def _check_scalar_cost(function: CostFunction, sample: Any) -> None:
+  """Checks, from shapes alone, that `function` maps a sample to a scalar."""
+  out = jax.eval_shape(function, sample)
+  shape = getattr(out, "shape", None)
+  if shape != ():
     raise ValueError(
-      "function must map one sample to a scalar cost; on a batch of "
-      f"{num_samples} samples it returned shape {list(jnp.shape(costs))}."
+      "function must map one sample to a scalar cost; for a sample of shape "
+      f"{list(sample.shape)} it returned "
+      f"{type(out).__name__ if shape is None else f'shape {list(shape)}'}."
     )
-  return costs
 
 
 def _check_finite(costs: jax.Array) -> None:
@@ -398,11 +397,8 @@ def _delta_method(
   def flat_function(v):  # [n] -> scalar
     return jnp.asarray(function(v.reshape(event_shape)))
 
+  _check_scalar_cost(function, jax.ShapeDtypeStruct(event_shape, mean.dtype))
   f0, grad = jax.value_and_grad(flat_function)(center)  # [], [n]
-  if jnp.shape(f0) != ():
-    raise ValueError(
-      f"function must return a scalar cost, got shape {list(jnp.shape(f0))}."
-    )
   if order == 2:
     # Forward-over-reverse: n Hessian-vector products, O(n^2) memory.
     hessian = jax.hessian(flat_function)(center)  # [n, n]
@@ -839,7 +835,9 @@ def antithetic_pathwise_jacobians(
     https://artowen.su.domains/mc/.
   """
   _check_num_samples(num_samples, "num_samples", minimum=2, even=True)
-  _symmetric_center(dist_builder(params))  # Type check, concrete validation.
+  dist = dist_builder(params)  # Validates concrete params.
+  _symmetric_center(dist)
+  _check_scalar_cost(function, jax.eval_shape(dist.sample, key))
   keys = jax.random.split(key, num_samples // 2)
   del key
 
@@ -856,11 +854,6 @@ def antithetic_pathwise_jacobians(
     return plus, minus
 
   (cost_plus, jac_plus), (cost_minus, jac_minus) = jax.vmap(pair)(keys)
-  if jnp.shape(cost_plus) != (num_samples // 2,):
-    raise ValueError(
-      "function must map one sample to a scalar cost; got per-sample shape "
-      f"{list(jnp.shape(cost_plus)[1:])}."
-    )
   jacobians = jax.tree.map(
     lambda a, b: jnp.concatenate([a, b], axis=0), jac_plus, jac_minus
   )
@@ -911,10 +904,11 @@ def antithetic_score_function_jacobians(
   _check_num_samples(num_samples, "num_samples", minimum=2, even=True)
   dist = dist_builder(params)
   center = jax.lax.stop_gradient(_symmetric_center(dist))
+  _check_scalar_cost(function, jax.eval_shape(dist.sample, key))
   half = jax.lax.stop_gradient(dist.sample(key, (num_samples // 2,)))
   del key
   samples = jnp.concatenate([half, 2.0 * center - half], axis=0)
-  costs = _vmap_costs(function, samples, num_samples)  # [num_samples]
+  costs = jax.vmap(function)(samples)  # [num_samples]
   _check_finite(costs)
   jacobians = _pulled_back_scores(
     params, dist_builder, dist, samples, costs - jnp.asarray(baseline)

@@ -1,0 +1,907 @@
+"""Tests for rgrad.control_variates.
+
+The references are closed-form: for X ~ N(mu, sigma^2) per coordinate and the
+separable costs sum_j phi(x_j) below, E[f] and its derivatives in (mu, sigma)
+are derived by hand in this file (and checked against jax.grad of the
+closed-form expectation and against Gauss-Hermite quadrature), sharing no code
+with the estimators. Statistical tests use fixed keys and assert
+|mean - exact| < 5 standard errors, the standard error estimated from i.i.d.
+replicates of each estimator (per-sample rows where they are i.i.d., pair
+means for antithetic draws, batch means for leave-one-out and for estimated
+coefficients).
+"""
+
+import functools
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import chex  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from absl.testing import absltest  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+
+from rgrad import control_variates as cv  # noqa: E402
+from rgrad import distributions  # noqa: E402
+from rgrad import estimators  # noqa: E402
+
+# ---------------------------------------------------------------------------
+# Costs and their exact gradients, derived by hand.
+# ---------------------------------------------------------------------------
+
+# phi(x; k) per coordinate; the cost is the sum over coordinates.
+_PHI = {
+  "quadratic": lambda x, k: (x - k) ** 2,
+  "gaussian_bump": lambda x, k: jnp.exp(-k * x**2),
+  "cosine": lambda x, k: jnp.cos(k * x),
+}
+_K = {"quadratic": 0.7, "gaussian_bump": 0.5, "cosine": 1.3}
+
+
+def _cost(name, offset=0.0):
+  phi, k = _PHI[name], _K[name]
+  return lambda x: jnp.sum(phi(x, k)) + offset
+
+
+def _expectation(name, mu, sigma):
+  """Closed-form E[phi(X)], X ~ N(mu, sigma^2), elementwise."""
+  k = _K[name]
+  if name == "quadratic":
+    return (mu - k) ** 2 + sigma**2
+  if name == "gaussian_bump":
+    # Gaussian integral: E exp(-k X^2) = a^{-1/2} exp(-k mu^2 / a),
+    # a = 1 + 2 k sigma^2.
+    a = 1.0 + 2.0 * k * sigma**2
+    return a**-0.5 * jnp.exp(-k * mu**2 / a)
+  # Characteristic function: E cos(kX) = cos(k mu) exp(-k^2 s^2 / 2).
+  return jnp.cos(k * mu) * jnp.exp(-0.5 * k**2 * sigma**2)
+
+
+def _exact_gradient(name, mu, sigma):
+  """Hand-derived (d/dmu, d/dsigma) of E[phi(X)], elementwise (NumPy)."""
+  k = _K[name]
+  mu, sigma = np.asarray(mu), np.asarray(sigma)
+  if name == "quadratic":
+    return 2.0 * (mu - k), 2.0 * sigma
+  if name == "gaussian_bump":
+    a = 1.0 + 2.0 * k * sigma**2
+    e = a**-0.5 * np.exp(-k * mu**2 / a)
+    # d/dmu = e * (-2 k mu / a); d/da = e * (-1/(2a) + k mu^2 / a^2),
+    # da/dsigma = 4 k sigma.
+    d_mu = e * (-2.0 * k * mu / a)
+    d_sigma = e * (-0.5 / a + k * mu**2 / a**2) * 4.0 * k * sigma
+    return d_mu, d_sigma
+  damp = np.exp(-0.5 * k**2 * sigma**2)
+  return -k * np.sin(k * mu) * damp, -(k**2) * sigma * np.cos(k * mu) * damp
+
+
+# Two parameterizations, two pytree structures: d=1 is a LogScaleNormal built
+# from a tuple (loc, log_scale); d=10 a Normal built from a dict.
+def _setup(dim):
+  if dim == 1:
+    loc, scale = np.array([0.3]), np.array([0.8])
+    params = (jnp.asarray(loc), jnp.log(jnp.asarray(scale)))
+    builder = lambda p: distributions.LogScaleNormal(p[0], p[1])
+  else:
+    loc = np.linspace(-1.0, 1.0, dim)
+    scale = np.linspace(0.5, 1.5, dim)
+    params = {"loc": jnp.asarray(loc), "scale": jnp.asarray(scale)}
+    builder = lambda p: distributions.Normal(p["loc"], p["scale"])
+  return params, builder, loc, scale
+
+
+def _exact_for_params(name, dim):
+  _, _, loc, scale = _setup(dim)
+  d_loc, d_scale = _exact_gradient(name, loc, scale)
+  if dim == 1:
+    # sigma = exp(log sigma): d/dlog sigma = sigma d/dsigma.
+    return (d_loc, scale * d_scale)
+  return {"loc": d_loc, "scale": d_scale}
+
+
+def _replicates_mean_and_stderr(replicates):
+  """Mean and standard error of i.i.d. replicates along axis 0."""
+  replicates = np.asarray(replicates)
+  n = replicates.shape[0]
+  return replicates.mean(0), replicates.std(0, ddof=1) / np.sqrt(n)
+
+
+def _pair_means(jacobians):
+  """Means of antithetic pairs (rows i and i + n/2), [n/2, ...]."""
+  return jax.tree.map(
+    lambda j: 0.5 * (j[: j.shape[0] // 2] + j[j.shape[0] // 2 :]), jacobians
+  )
+
+
+def _variance(replicates):
+  return jax.tree.map(
+    lambda r: np.var(np.asarray(r), axis=0, ddof=1), replicates
+  )
+
+
+class _FastCompileTestCase(chex.TestCase):
+  """Runs each test with the non-partitionable threefry PRNG.
+
+  With this JAX, XLA compiles the partitionable threefry (the default) about
+  five times slower on CPU, and compiling the samplers dominates these tests.
+  The estimators do not depend on how the random bits are made; the jit/vmap
+  tests (TransformationsTest) keep the default.
+  """
+
+  def setUp(self):
+    super().setUp()
+    self.enter_context(jax.threefry_partitionable(False))
+
+
+class ExactReferenceTest(parameterized.TestCase):
+  """The references themselves: hand derivatives and closed forms."""
+
+  @parameterized.parameters("quadratic", "gaussian_bump", "cosine")
+  def test_hand_gradient_matches_jax_grad_of_closed_form(self, name):
+    mu = jnp.linspace(-1.0, 1.0, 7)
+    sigma = jnp.linspace(0.3, 1.7, 7)
+    d_mu = jax.vmap(jax.grad(functools.partial(_expectation, name), 0))(
+      mu, sigma
+    )
+    d_sigma = jax.vmap(jax.grad(functools.partial(_expectation, name), 1))(
+      mu, sigma
+    )
+    hand = _exact_gradient(name, mu, sigma)
+    np.testing.assert_allclose(hand[0], d_mu, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hand[1], d_sigma, rtol=1e-12, atol=1e-14)
+
+  @parameterized.parameters("quadratic", "gaussian_bump", "cosine")
+  def test_closed_form_matches_gauss_hermite(self, name):
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    weights = weights / np.sqrt(2.0 * np.pi)  # probabilists' -> N(0, 1)
+    for mu, sigma in [(0.3, 0.8), (-1.0, 1.5)]:
+      quad = np.sum(
+        weights * np.asarray(_PHI[name](mu + sigma * nodes, _K[name]))
+      )
+      np.testing.assert_allclose(
+        _expectation(name, mu, sigma), quad, rtol=1e-12
+      )
+
+
+# ---------------------------------------------------------------------------
+# Unbiasedness of every estimator against the exact gradient.
+# ---------------------------------------------------------------------------
+
+_NUM_IID = 2000  # per-sample rows (i.i.d.) or antithetic pairs x 2
+_NUM_REPLICATES = 500  # independent batches where rows are not i.i.d.
+_FLOAT_FLOOR = 1e-10  # float64 roundoff where an estimator has no variance
+
+
+def _replicates(estimator_name, function, params, builder, key):
+  """i.i.d. replicates [R, ...] of one estimator's estimate, per leaf."""
+  if estimator_name == "leave_one_out":
+    keys = jax.random.split(key, _NUM_REPLICATES)
+    batch = jax.vmap(
+      lambda k: cv.leave_one_out_jacobians(function, params, builder, k, 4)
+    )(keys)
+    return jax.tree.map(lambda j: j.mean(1), batch)
+  if estimator_name.endswith("_estimated"):
+    estimator = estimator_name.removesuffix("_estimated")
+    keys = jax.random.split(key, _NUM_REPLICATES)
+    batch = jax.vmap(
+      lambda k: cv.control_variate_jacobians(
+        function,
+        params,
+        builder,
+        k,
+        4,
+        estimator=estimator,
+        coefficient="estimate",
+        num_coefficient_samples=6,
+      )
+    )(keys)
+    return jax.tree.map(lambda j: j.mean(1), batch)
+  if estimator_name == "antithetic_pathwise":
+    return _pair_means(
+      cv.antithetic_pathwise_jacobians(function, params, builder, key, _NUM_IID)
+    )
+  if estimator_name == "antithetic_score_function":
+    return _pair_means(
+      cv.antithetic_score_function_jacobians(
+        function, params, builder, key, _NUM_IID
+      )
+    )
+  if estimator_name == "first_order_delta_score_function":
+    return cv.control_variate_jacobians(
+      function,
+      params,
+      builder,
+      key,
+      _NUM_IID,
+      control_variate="first_order_delta",
+    )
+  return cv.control_variate_jacobians(
+    function, params, builder, key, _NUM_IID, estimator=estimator_name
+  )
+
+
+_ESTIMATORS = (
+  "leave_one_out",
+  "score_function",  # delta method, coefficient 1
+  "pathwise",  # delta method, coefficient 1
+  "score_function_estimated",
+  "pathwise_estimated",
+  "first_order_delta_score_function",
+  "antithetic_pathwise",
+  "antithetic_score_function",
+)
+
+
+def _switched_cost(index):
+  """All three costs behind one traced index, so that one compiled program
+  (vmapped over the index) checks every cost: compiling the samplers is what
+  dominates these tests' run time."""
+  branches = [_cost(name) for name in _PHI]
+  return lambda x: jax.lax.switch(index, branches, x)
+
+
+class UnbiasedTest(_FastCompileTestCase):
+  @parameterized.named_parameters(
+    *[(f"{e}_d{d}", e, d) for e in _ESTIMATORS for d in (1, 10)]
+  )
+  @pytest.mark.slow
+  def test_unbiased(self, estimator, dim):
+    params, builder, _, _ = _setup(dim)
+
+    @jax.jit
+    def run(params, key):
+      keys = jax.random.split(key, len(_PHI))
+      return jax.vmap(
+        lambda i, k: _replicates(
+          estimator, _switched_cost(i), params, builder, k
+        )
+      )(jnp.arange(len(_PHI)), keys)
+
+    replicates = run(params, jax.random.key(17))  # leaves [cost, R, ...]
+    for index, cost in enumerate(_PHI):
+      exact = _exact_for_params(cost, dim)
+      for got, want in zip(
+        jax.tree.leaves(replicates), jax.tree.leaves(exact), strict=True
+      ):
+        mean, stderr = _replicates_mean_and_stderr(got[index])
+        tolerance = 5.0 * stderr + _FLOAT_FLOOR * (1.0 + np.abs(want))
+        np.testing.assert_array_less(
+          np.abs(mean - want), tolerance, err_msg=f"cost {cost}"
+        )
+
+  @pytest.mark.slow
+  def test_moving_average_baseline_unbiased_and_reduces_variance(self):
+    # Score function with the debiased moving average of *past* costs as the
+    # baseline, over a trajectory at fixed params. Each step is unbiased given
+    # the past, so the per-step estimates are uncorrelated and the standard
+    # error of their mean comes from their spread.
+    params, builder, _, _ = _setup(10)
+    function = _cost("quadratic", offset=50.0)
+    num_steps, num_samples = 400, 4
+
+    @jax.jit
+    def trajectory(key, use_baseline):
+      def step(state, step_key):
+        baseline = jnp.where(
+          use_baseline, cv.moving_average_baseline_value(state), 0.0
+        )
+        jac, costs = estimators.score_function_jacobians(
+          function,
+          params,
+          builder,
+          step_key,
+          num_samples,
+          baseline=baseline,
+          return_costs=True,
+        )
+        state = cv.moving_average_baseline_update(state, costs, decay=0.9)
+        return state, jax.tree.map(lambda j: j.mean(0), jac)
+
+      keys = jax.random.split(key, num_steps)
+      _, estimates = jax.lax.scan(step, cv.moving_average_baseline_init(), keys)
+      return estimates
+
+    key = jax.random.key(3)
+    with_baseline = trajectory(key, True)
+    without = trajectory(key, False)
+    exact = _exact_for_params("quadratic", 10)
+    for name in ("loc", "scale"):
+      mean, stderr = _replicates_mean_and_stderr(with_baseline[name][10:])
+      np.testing.assert_array_less(np.abs(mean - exact[name]), 5.0 * stderr)
+    # The offset 50 dominates the plain estimator's variance; the baseline
+    # tracks E[f] ~ 64 and removes most of it.
+    ratio = _variance(with_baseline)["loc"] / _variance(without)["loc"]
+    self.assertLess(float(np.max(ratio)), 0.1)
+
+
+# ---------------------------------------------------------------------------
+# Variance reduction where theory says it happens.
+# ---------------------------------------------------------------------------
+
+
+class VarianceReductionTest(_FastCompileTestCase):
+  @parameterized.parameters(
+    ("score_function", 1),
+    ("score_function", 10),
+    ("pathwise", 1),
+    ("pathwise", 10),
+  )
+  def test_delta_method_is_exact_for_quadratic_cost(self, estimator, dim):
+    # For a quadratic f the second-order expansion is f itself, so with c = 1
+    # every per-sample jacobian equals the exact gradient.
+    params, builder, _, _ = _setup(dim)
+    function = _cost("quadratic", offset=3.0)
+    key = jax.random.key(0)
+    jac = cv.control_variate_jacobians(
+      function, params, builder, key, 64, estimator=estimator
+    )
+    plain = {
+      "score_function": estimators.score_function_jacobians,
+      "pathwise": estimators.pathwise_jacobians,
+    }[estimator](function, params, builder, key, 64)
+    exact = _exact_for_params("quadratic", dim)
+    for got, want, base in zip(
+      jax.tree.leaves(jac),
+      jax.tree.leaves(exact),
+      jax.tree.leaves(plain),
+      strict=True,
+    ):
+      np.testing.assert_allclose(
+        got, np.broadcast_to(want, got.shape), atol=1e-12
+      )
+      # ... while the plain estimator does vary.
+      self.assertGreater(float(np.min(np.var(base, axis=0))), 1e-2)
+
+  def test_delta_method_exact_for_quadratic_multivariate_normal_tril(self):
+    # Full covariance: E|x - k|^2 = |mu - k|^2 + tr(L L^T), so the gradient
+    # w.r.t. L is 2 tril(L) (the class reads the lower triangle only).
+    loc = jnp.array([0.2, -0.4, 1.0])
+    tril = jnp.array([[1.0, 0.0, 0.0], [0.3, 0.8, 0.0], [-0.2, 0.5, 1.2]])
+    builder = lambda p: distributions.MultivariateNormalTriL(p[0], p[1])
+    function = _cost("quadratic")
+    exact = (2.0 * (loc - _K["quadratic"]), 2.0 * tril)
+    for estimator in ("score_function", "pathwise"):
+      jac = cv.control_variate_jacobians(
+        function,
+        (loc, tril),
+        builder,
+        jax.random.key(1),
+        16,
+        estimator=estimator,
+      )
+      for got, want in zip(jac, exact, strict=True):
+        np.testing.assert_allclose(
+          got, np.broadcast_to(want, got.shape), atol=1e-12
+        )
+
+  @parameterized.parameters("score_function", "pathwise")
+  def test_estimated_coefficient_is_one_for_quadratic_cost(self, estimator):
+    params, builder, _, _ = _setup(10)
+    coefficients = cv.estimate_control_variate_coefficients(
+      _cost("quadratic"),
+      params,
+      builder,
+      jax.random.key(2),
+      8,
+      estimator=estimator,
+    )
+    for c in jax.tree.leaves(coefficients):
+      np.testing.assert_allclose(c, 1.0, atol=1e-9)
+
+  @pytest.mark.slow
+  def test_delta_method_reduces_score_function_variance(self):
+    # cos(k x) with k sigma <= 0.3 is close to its quadratic expansion over the
+    # bulk of p: the residual f - h is O((k sigma)^4) against an O(1) cost, so
+    # the score-function variance should fall by orders of magnitude.
+    loc = jnp.linspace(-1.0, 1.0, 10)
+    params = {"loc": loc, "scale": jnp.full(10, 0.2)}
+    builder = lambda p: distributions.Normal(p["loc"], p["scale"])
+    function = _cost("cosine")
+    key = jax.random.key(4)
+    plain = estimators.score_function_jacobians(
+      function, params, builder, key, 2000
+    )
+    delta = cv.control_variate_jacobians(function, params, builder, key, 2000)
+    for name in ("loc", "scale"):
+      ratio = _variance(delta)[name] / _variance(plain)[name]
+      self.assertLess(float(np.max(ratio)), 1e-3)
+
+  @pytest.mark.slow
+  def test_estimated_coefficient_protects_against_a_poor_control_variate(self):
+    # For cos(k x) with k sigma = 3 the expansion at the mean is a poor
+    # surrogate (E[h] grows with sigma^2 while E[f] decays), and c = 1 makes
+    # the pathwise estimator *worse*; the estimated coefficient does not.
+    params = {"loc": jnp.array([0.4]), "scale": jnp.array([3.0 / 1.3])}
+    builder = lambda p: distributions.Normal(p["loc"], p["scale"])
+    function = _cost("cosine")
+    key = jax.random.key(5)
+    num_replicates = 400
+
+    def batch_means(**kwargs):
+      keys = jax.random.split(key, num_replicates)
+      run = jax.vmap(
+        lambda k: cv.control_variate_jacobians(
+          function, params, builder, k, 8, estimator="pathwise", **kwargs
+        )
+      )
+      return jax.tree.map(lambda j: j.mean(1), run(keys))
+
+    plain = jax.tree.map(
+      lambda j: j.reshape(num_replicates, 8, -1).mean(1),
+      estimators.pathwise_jacobians(
+        function, params, builder, key, num_replicates * 8
+      ),
+    )
+    fixed = batch_means(coefficient=1.0)
+    estimated = batch_means(coefficient="estimate", num_coefficient_samples=32)
+    var_plain = _variance(plain)["scale"]
+    self.assertGreater(float(_variance(fixed)["scale"][0]), 2.0 * var_plain[0])
+    self.assertLess(float(_variance(estimated)["scale"][0]), 1.5 * var_plain[0])
+
+  @pytest.mark.slow
+  def test_leave_one_out_beats_plain_score_function_with_offset(self):
+    # A large constant offset inflates the plain score-function variance by
+    # ~offset^2 Var(score); the leave-one-out baseline cancels it exactly.
+    params, builder, _, _ = _setup(10)
+    function = _cost("quadratic", offset=100.0)
+    keys = jax.random.split(jax.random.key(6), 300)
+    loo = jax.vmap(
+      lambda k: cv.leave_one_out_jacobians(function, params, builder, k, 4)
+    )(keys)
+    plain = jax.vmap(
+      lambda k: estimators.score_function_jacobians(
+        function, params, builder, k, 4
+      )
+    )(keys)
+    for name in ("loc", "scale"):
+      ratio = (
+        _variance(jax.tree.map(lambda j: j.mean(1), loo))[name]
+        / _variance(jax.tree.map(lambda j: j.mean(1), plain))[name]
+      )
+      self.assertLess(float(np.max(ratio)), 0.05)
+
+  @parameterized.parameters(1, 10)
+  def test_antithetic_pathwise_linear_cost_has_zero_variance(self, dim):
+    # grad f is constant: the location gradient is constant and the scale
+    # gradients a * eps and a * (-eps) cancel within each pair.
+    params, builder, loc, scale = _setup(dim)
+    slope = jnp.linspace(-2.0, 3.0, dim)
+    function = lambda x: jnp.dot(slope, x) + 1.0
+    jac = cv.antithetic_pathwise_jacobians(
+      function, params, builder, jax.random.key(7), 64
+    )
+    pairs = _pair_means(jac)
+    exact = (slope, 0.0 * scale) if dim == 1 else {"loc": slope, "scale": 0.0}
+    for got, want in zip(
+      jax.tree.leaves(pairs), jax.tree.leaves(exact), strict=True
+    ):
+      np.testing.assert_allclose(
+        got, np.broadcast_to(want, got.shape), atol=1e-12
+      )
+    # Single rows do vary (that is what the pairing removes).
+    self.assertGreater(float(np.var(jax.tree.leaves(jac)[1])), 0.1)
+
+  def test_antithetic_pathwise_quadratic_location_gradient_exact(self):
+    # grad f(x) = 2 (x - k) is linear, so each pair's location gradient is
+    # 2 (mu - k) exactly; the scale gradient 2 sigma eps^2 still varies.
+    params, builder, loc, _ = _setup(10)
+    pairs = _pair_means(
+      cv.antithetic_pathwise_jacobians(
+        _cost("quadratic"), params, builder, jax.random.key(8), 64
+      )
+    )
+    np.testing.assert_allclose(
+      pairs["loc"],
+      np.broadcast_to(2.0 * (loc - _K["quadratic"]), pairs["loc"].shape),
+      atol=1e-12,
+    )
+    self.assertGreater(float(np.min(np.var(pairs["scale"], 0))), 1e-2)
+
+  def test_antithetic_score_function_location_ignores_offset(self):
+    # The location score is odd in eps, so the pair mean of the location
+    # gradient is (f(x) - f(x')) s(x) / 2: an offset cancels exactly.
+    params, builder, _, _ = _setup(10)
+    key = jax.random.key(9)
+    pairs = [
+      _pair_means(
+        cv.antithetic_score_function_jacobians(
+          _cost("cosine", offset), params, builder, key, 64
+        )
+      )
+      for offset in (0.0, 1e3)
+    ]
+    np.testing.assert_allclose(
+      pairs[0]["loc"], pairs[1]["loc"], rtol=1e-8, atol=1e-9
+    )
+    # The scale gradient sees (f(x) + f(x')) / 2, so the offset stays there.
+    self.assertGreater(
+      float(np.min(np.var(pairs[1]["scale"], 0))),
+      100.0 * float(np.max(np.var(pairs[0]["scale"], 0))),
+    )
+
+
+# ---------------------------------------------------------------------------
+# The delta-method control variate itself.
+# ---------------------------------------------------------------------------
+
+
+class DeltaMethodControlVariateTest(_FastCompileTestCase):
+  def test_expected_value_gradient_matches_closed_form(self):
+    # grad_mu E[h] = f'(mu), grad_sigma E[h] = f''(mu) sigma per coordinate;
+    # for cos(k x): -k sin(k mu) and -k^2 cos(k mu) sigma.
+    params, builder, loc, scale = _setup(10)
+    k = _K["cosine"]
+    control = cv.delta_method_control_variate(_cost("cosine"), params, builder)
+    grads = jax.grad(control.expected_value)(params)
+    np.testing.assert_allclose(grads["loc"], -k * np.sin(k * loc), rtol=1e-12)
+    np.testing.assert_allclose(
+      grads["scale"], -(k**2) * np.cos(k * loc) * scale, rtol=1e-12
+    )
+    # Log-scale parameterization: chain rule sigma * d/dsigma.
+    params1, builder1, loc1, scale1 = _setup(1)
+    control1 = cv.delta_method_control_variate(
+      _cost("cosine"), params1, builder1
+    )
+    grads1 = jax.grad(control1.expected_value)(params1)
+    np.testing.assert_allclose(
+      grads1[1], -(k**2) * np.cos(k * loc1) * scale1**2, rtol=1e-12
+    )
+
+  def test_expected_value_is_exact_away_from_expansion_point(self):
+    # For a quadratic f, h = f, so E[h] under *other* params is E[f] there.
+    params, builder, _, _ = _setup(10)
+    control = cv.delta_method_control_variate(
+      _cost("quadratic"), params, builder
+    )
+    other = {"loc": params["loc"] + 0.5, "scale": params["scale"] * 1.3}
+    want = jnp.sum(_expectation("quadratic", other["loc"], other["scale"]))
+    np.testing.assert_allclose(control.expected_value(other), want, rtol=1e-12)
+
+  def test_value_is_second_order_taylor_expansion(self):
+    params, builder, loc, _ = _setup(10)
+    function = _cost("gaussian_bump")
+    control = cv.delta_method_control_variate(function, params, builder)
+    x = jnp.asarray(loc) + 0.1 * jnp.sin(jnp.arange(10.0))
+    delta = x - loc
+    g = jax.grad(function)(jnp.asarray(loc))
+    h = jax.hessian(function)(jnp.asarray(loc))
+    want = function(jnp.asarray(loc)) + g @ delta + 0.5 * delta @ h @ delta
+    np.testing.assert_allclose(control.value(x), want, rtol=1e-12)
+    first = cv.delta_method_control_variate(function, params, builder, order=1)
+    np.testing.assert_allclose(
+      first.value(x), function(jnp.asarray(loc)) + g @ delta, rtol=1e-12
+    )
+
+  def test_delta_method_jacobians_is_control_variate_jacobians(self):
+    params, builder, _, _ = _setup(10)
+    key = jax.random.key(10)
+    a = cv.delta_method_jacobians(_cost("cosine"), params, builder, key, 16)
+    b = cv.control_variate_jacobians(
+      _cost("cosine"), params, builder, key, 16, control_variate="delta"
+    )
+    chex.assert_trees_all_close(a, b, rtol=0, atol=0)
+
+  def test_pytree_coefficient_and_return_costs(self):
+    params, builder, _, _ = _setup(10)
+    function = _cost("cosine")
+    key = jax.random.key(11)
+    coefficients = {"loc": jnp.full(10, 0.5), "scale": jnp.full(10, 0.5)}
+    a, costs = cv.control_variate_jacobians(
+      function,
+      params,
+      builder,
+      key,
+      16,
+      coefficient=coefficients,
+      return_costs=True,
+    )
+    b = cv.control_variate_jacobians(
+      function, params, builder, key, 16, coefficient=0.5
+    )
+    chex.assert_trees_all_close(a, b, rtol=0, atol=1e-15)
+    chex.assert_shape(costs, (16,))
+    _, plain_costs = estimators.score_function_jacobians(
+      function, params, builder, key, 16, return_costs=True
+    )
+    np.testing.assert_allclose(costs, plain_costs, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------
+# Moving-average baseline: the update math, exactly.
+# ---------------------------------------------------------------------------
+
+
+class MovingAverageBaselineTest(_FastCompileTestCase):
+  def test_init_is_zero(self):
+    state = cv.moving_average_baseline_init()
+    self.assertEqual(float(cv.moving_average_baseline_value(state)), 0.0)
+    self.assertEqual(int(state.count), 0)
+    self.assertEqual(state.value.dtype, jnp.float64)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(0.0, 0.5, 0.9, 0.99)
+  def test_debiased_value_matches_closed_form(self, decay):
+    batches = np.array(
+      [[1.0, 3.0], [-2.0, 0.5], [10.0, 4.0], [0.25, 0.25], [7.0, -1.0]]
+    )
+    update = self.variant(
+      functools.partial(cv.moving_average_baseline_update, decay=decay)
+    )
+    state = cv.moving_average_baseline_init()
+    for t in range(1, len(batches) + 1):
+      state = update(state, batches[t - 1])
+      means = batches[:t].mean(1)
+      # m_t = sum_s beta^(t-s) (1 - beta) cbar_s; debiased: / (1 - beta^t).
+      weights = decay ** np.arange(t - 1, -1, -1) * (1.0 - decay)
+      want = np.sum(weights * means) / (1.0 - decay**t)
+      np.testing.assert_allclose(
+        cv.moving_average_baseline_value(state), want, rtol=1e-13
+      )
+      self.assertEqual(int(state.count), t)
+    if decay == 0.0:
+      self.assertEqual(float(state.value), batches[-1].mean())
+
+  def test_first_update_is_batch_mean_and_constant_costs_stay_put(self):
+    # Zero-debiasing: no pull towards the initial 0, from the first step on.
+    state = cv.moving_average_baseline_init()
+    for _ in range(5):
+      state = cv.moving_average_baseline_update(state, jnp.full(3, 4.5), 0.99)
+      np.testing.assert_allclose(state.value, 4.5, rtol=1e-14)
+
+  def test_update_is_pure_and_stops_gradients(self):
+    state = cv.moving_average_baseline_init()
+    new = cv.moving_average_baseline_update(state, jnp.array([1.0, 2.0]))
+    self.assertEqual(float(state.value), 0.0)
+    self.assertEqual(int(state.count), 0)
+    self.assertIsInstance(new, cv.MovingAverageBaselineState)
+    grad = jax.grad(
+      lambda c: cv.moving_average_baseline_update(state, c).value
+    )(jnp.array([1.0, 2.0]))
+    np.testing.assert_array_equal(grad, 0.0)
+
+  def test_works_in_scan_and_vmap(self):
+    costs = jnp.arange(12.0).reshape(4, 3)
+
+    def run(decay):
+      final, values = jax.lax.scan(
+        lambda s, c: (
+          (s := cv.moving_average_baseline_update(s, c, decay)),
+          s.value,
+        ),
+        cv.moving_average_baseline_init(),
+        costs,
+      )
+      return final.value, values
+
+    final, _ = jax.jit(jax.vmap(run))(jnp.array([0.5, 0.9]))
+    for i, decay in enumerate((0.5, 0.9)):
+      state = cv.moving_average_baseline_init()
+      for c in costs:
+        state = cv.moving_average_baseline_update(state, c, decay)
+      np.testing.assert_allclose(final[i], state.value, rtol=1e-13)
+
+  @parameterized.parameters(1.0, -0.1, 1.5)
+  def test_bad_decay(self, decay):
+    with self.assertRaisesRegex(ValueError, r"decay must be in \[0, 1\)"):
+      cv.moving_average_baseline_update(
+        cv.moving_average_baseline_init(), jnp.ones(2), decay
+      )
+
+  def test_empty_costs(self):
+    with self.assertRaisesRegex(ValueError, "costs must be non-empty"):
+      cv.moving_average_baseline_update(
+        cv.moving_average_baseline_init(), jnp.zeros((0,))
+      )
+
+
+# ---------------------------------------------------------------------------
+# jit / vmap compatibility.
+# ---------------------------------------------------------------------------
+
+_ALL = {
+  "leave_one_out": cv.leave_one_out_jacobians,
+  "control_variate_score": functools.partial(
+    cv.control_variate_jacobians, coefficient="estimate"
+  ),
+  "control_variate_pathwise": functools.partial(
+    cv.control_variate_jacobians, estimator="pathwise"
+  ),
+  "antithetic_pathwise": cv.antithetic_pathwise_jacobians,
+  "antithetic_score_function": cv.antithetic_score_function_jacobians,
+}
+
+
+class TransformationsTest(chex.TestCase):
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.named_parameters(*[(n, n) for n in _ALL])
+  def test_jit_matches_eager_and_shapes(self, name):
+    params, builder, _, _ = _setup(10)
+    estimator = _ALL[name]
+    function = _cost("cosine")
+
+    @self.variant
+    def run(params, key):
+      return estimator(function, params, builder, key, 8, return_costs=True)
+
+    jac, costs = run(params, jax.random.key(12))
+    eager_jac, eager_costs = estimator(
+      function, params, builder, jax.random.key(12), 8, return_costs=True
+    )
+    chex.assert_shape(costs, (8,))
+    chex.assert_trees_all_equal_structs(jac, params)
+    chex.assert_shape(jax.tree.leaves(jac), (8, 10))
+    chex.assert_trees_all_close(jac, eager_jac, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(costs, eager_costs, rtol=1e-12)
+
+  @parameterized.named_parameters(*[(n, n) for n in _ALL])
+  def test_vmap_over_keys_and_no_retracing(self, name):
+    chex.clear_trace_counter()  # `run` below has the same code in every case.
+    params, builder, _, _ = _setup(10)
+    estimator = _ALL[name]
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def run(params, keys):
+      return jax.vmap(
+        lambda k: estimator(_cost("cosine"), params, builder, k, 4)
+      )(keys)
+
+    for seed in range(3):
+      keys = jax.random.split(jax.random.key(seed), 5)
+      shifted = jax.tree.map(lambda p, s=seed: p * (1.0 + 0.1 * s), params)
+      out = run(shifted, keys)
+      chex.assert_shape(jax.tree.leaves(out), (5, 4, 10))
+      # Replicates differ: each key gives its own draws.
+      self.assertGreater(float(np.var(out["loc"][:, 0, 0])), 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Bad inputs.
+# ---------------------------------------------------------------------------
+
+
+class BadInputTest(_FastCompileTestCase):
+  def setUp(self):
+    super().setUp()
+    self.params, self.builder, _, _ = _setup(10)
+    self.key = jax.random.key(0)
+    self.function = _cost("cosine")
+
+  def _call(self, fn, num_samples, function=None, builder=None, **kw):
+    return fn(
+      function or self.function,
+      self.params,
+      builder or self.builder,
+      self.key,
+      num_samples,
+      **kw,
+    )
+
+  def test_leave_one_out_needs_two_samples(self):
+    with self.assertRaisesRegex(ValueError, "num_samples must be >= 2, got 1"):
+      self._call(cv.leave_one_out_jacobians, 1)
+
+  @parameterized.parameters(
+    cv.leave_one_out_jacobians,
+    cv.control_variate_jacobians,
+    cv.antithetic_pathwise_jacobians,
+    cv.antithetic_score_function_jacobians,
+  )
+  def test_num_samples_must_be_int(self, estimator):
+    for bad in (4.0, True, np.array(4)):
+      with self.assertRaisesRegex(
+        TypeError, "num_samples must be a Python int"
+      ):
+        self._call(estimator, bad)
+
+  def test_control_variate_needs_positive_num_samples(self):
+    with self.assertRaisesRegex(ValueError, "num_samples must be >= 1, got 0"):
+      self._call(cv.control_variate_jacobians, 0)
+
+  @parameterized.parameters(
+    cv.antithetic_pathwise_jacobians, cv.antithetic_score_function_jacobians
+  )
+  def test_antithetic_needs_even_num_samples(self, estimator):
+    with self.assertRaisesRegex(ValueError, "must be even.*got 5"):
+      self._call(estimator, 5)
+    with self.assertRaisesRegex(ValueError, "num_samples must be >= 2, got 0"):
+      self._call(estimator, 0)
+
+  def test_unknown_estimator(self):
+    with self.assertRaisesRegex(
+      ValueError,
+      r"Unknown estimator 'reinforce'; valid names are \['pathwise', "
+      r"'score_function'\]",
+    ):
+      self._call(cv.control_variate_jacobians, 4, estimator="reinforce")
+
+  def test_unknown_control_variate(self):
+    with self.assertRaisesRegex(
+      ValueError,
+      r"Unknown control variate 'taylor'; valid names are \['delta', "
+      r"'first_order_delta'\]",
+    ):
+      self._call(cv.control_variate_jacobians, 4, control_variate="taylor")
+    with self.assertRaisesRegex(ValueError, "Unknown control variate"):
+      cv.estimate_control_variate_coefficients(
+        self.function,
+        self.params,
+        self.builder,
+        self.key,
+        4,
+        control_variate="taylor",
+      )
+
+  def test_bad_coefficient(self):
+    with self.assertRaisesRegex(ValueError, "coefficient must be a number"):
+      self._call(cv.control_variate_jacobians, 4, coefficient="optimal")
+    with self.assertRaisesRegex(ValueError, "coefficient must be a scalar"):
+      self._call(cv.control_variate_jacobians, 4, coefficient=jnp.ones(10))
+
+  def test_too_few_coefficient_samples(self):
+    with self.assertRaisesRegex(
+      ValueError, "num_coefficient_samples must be >= 2, got 1"
+    ):
+      self._call(
+        cv.control_variate_jacobians,
+        4,
+        coefficient="estimate",
+        num_coefficient_samples=1,
+      )
+    with self.assertRaisesRegex(ValueError, "num_samples must be >= 2, got 1"):
+      cv.estimate_control_variate_coefficients(
+        self.function, self.params, self.builder, self.key, 1
+      )
+
+  def test_delta_method_needs_a_gaussian(self):
+    gamma = lambda p: distributions.Gamma(p["loc"] ** 2 + 1.0, p["scale"])
+    with self.assertRaisesRegex(TypeError, "needs a Gaussian.*got Gamma"):
+      self._call(cv.control_variate_jacobians, 4, builder=gamma)
+
+  def test_delta_method_rejects_batched_multivariate_normal(self):
+    builder = lambda p: distributions.MultivariateNormalTriL(
+      p["loc"], jnp.broadcast_to(jnp.eye(2), (5, 2, 2))
+    )
+    params = {"loc": jnp.zeros((5, 2))}
+    with self.assertRaisesRegex(ValueError, "without batch dimensions"):
+      cv.delta_method_control_variate(self.function, params, builder)
+
+  def test_delta_method_order(self):
+    with self.assertRaisesRegex(ValueError, "order must be 1 or 2, got 3"):
+      cv.delta_method_control_variate(
+        self.function, self.params, self.builder, order=3
+      )
+
+  @parameterized.parameters(
+    cv.antithetic_pathwise_jacobians, cv.antithetic_score_function_jacobians
+  )
+  def test_antithetic_needs_a_symmetric_distribution(self, estimator):
+    gamma = lambda p: distributions.Gamma(p["loc"] ** 2 + 1.0, p["scale"])
+    with self.assertRaisesRegex(TypeError, "symmetric.*got Gamma"):
+      self._call(estimator, 4, builder=gamma)
+
+  @parameterized.parameters(
+    cv.leave_one_out_jacobians,
+    cv.control_variate_jacobians,
+    cv.antithetic_pathwise_jacobians,
+    cv.antithetic_score_function_jacobians,
+  )
+  def test_non_scalar_cost(self, estimator):
+    with self.assertRaisesRegex(ValueError, "scalar"):
+      self._call(estimator, 4, function=lambda x: x**2)
+
+  @parameterized.parameters(
+    cv.leave_one_out_jacobians,
+    cv.antithetic_pathwise_jacobians,
+    cv.antithetic_score_function_jacobians,
+  )
+  def test_non_finite_cost(self, estimator):
+    with self.assertRaisesRegex(ValueError, "non-finite"):
+      self._call(estimator, 4, function=lambda x: jnp.sum(jnp.log(x)))
+
+
+if __name__ == "__main__":
+  absltest.main()
