@@ -713,7 +713,11 @@ def _train_one(
           progress=ocp.args.JsonRestore(),
         ),
       )
-      state = TrainState(*restored["state"])
+      # Restored arrays are committed to a device, the step's outputs are not;
+      # a host round trip (exact) keeps the jit cache at one entry.
+      state = jax.tree.map(
+        lambda a: jnp.asarray(np.asarray(a)), TrainState(*restored["state"])
+      )
       history = restored["progress"]["history"]
       wall_time = restored["progress"]["wall_time_s"]
       logging.info("[%s] resumed from step %d", estimator, latest)

@@ -152,14 +152,17 @@ class StlTest(chex.TestCase):
   def test_costs_estimate_the_elbo(self):
     x = jnp.array([0.3, -1.2])
     params = {"loc": jnp.array([1.0, 0.5]), "log_scale": jnp.array([0.2, -1.0])}
-    _, costs = variational.stl_jacobians(
-      functools.partial(_log_joint, x=x),
-      params,
-      _dist_builder,
-      jax.random.key(2),
-      4000,
-      return_costs=True,
+    estimate = jax.jit(
+      lambda p, k: variational.stl_jacobians(
+        functools.partial(_log_joint, x=x),
+        p,
+        _dist_builder,
+        k,
+        4000,
+        return_costs=True,
+      )
     )
+    _, costs = estimate(params, jax.random.key(2))
     stderr = jnp.std(costs, ddof=1) / jnp.sqrt(costs.size)
     exact = -_closed_form_elbo(params, x)
     self.assertLess(abs(float(jnp.mean(costs) - exact)), 5 * float(stderr))
@@ -252,7 +255,7 @@ class DregTest(chex.TestCase):
       )
       return jax.nn.logsumexp(-costs) - jnp.log(2.0)
 
-    bounds = jax.vmap(bound)(jax.random.split(jax.random.key(6), 4000))
+    bounds = jax.jit(jax.vmap(bound))(jax.random.split(jax.random.key(6), 4000))
     stderr = float(jnp.std(bounds, ddof=1) / jnp.sqrt(bounds.size))
     exact = float(_quadrature_iwae(params, x, 2, 80))
     self.assertLess(abs(float(jnp.mean(bounds)) - exact), 5 * stderr)
