@@ -116,6 +116,25 @@ def _pair_means(jacobians):
   )
 
 
+# Each statistical test compiles its programs once and runs them once, so
+# XLA's LLVM optimizations cost far more than they save: compiling without
+# them is ~3x faster here. (TransformationsTest uses plain jax.jit.)
+_fast_jit = functools.partial(
+  jax.jit,
+  compiler_options={
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+  },
+)
+
+
+def _fast_call(fn, function, params, builder, key, num_samples, **kw):
+  """`estimator(...)` as one program compiled with `_fast_jit`."""
+  return _fast_jit(lambda p, k: fn(function, p, builder, k, num_samples, **kw))(
+    params, key
+  )
+
+
 def _variance(replicates):
   return jax.tree.map(
     lambda r: np.var(np.asarray(r), axis=0, ddof=1), replicates
@@ -251,7 +270,7 @@ class UnbiasedTest(_FastCompileTestCase):
   def test_unbiased(self, estimator, dim):
     params, builder, _, _ = _setup(dim)
 
-    @jax.jit
+    @_fast_jit
     def run(params, key):
       keys = jax.random.split(key, len(_PHI))
       return jax.vmap(
@@ -282,7 +301,7 @@ class UnbiasedTest(_FastCompileTestCase):
     function = _cost("quadratic", offset=50.0)
     num_steps, num_samples = 400, 4
 
-    @jax.jit
+    @_fast_jit
     def trajectory(key, use_baseline):
       def step(state, step_key):
         baseline = jnp.where(
@@ -335,13 +354,26 @@ class VarianceReductionTest(_FastCompileTestCase):
     params, builder, _, _ = _setup(dim)
     function = _cost("quadratic", offset=3.0)
     key = jax.random.key(0)
-    jac = cv.control_variate_jacobians(
-      function, params, builder, key, 64, estimator=estimator
+    jac = _fast_call(
+      cv.control_variate_jacobians,
+      function,
+      params,
+      builder,
+      key,
+      64,
+      estimator=estimator,
     )
-    plain = {
-      "score_function": estimators.score_function_jacobians,
-      "pathwise": estimators.pathwise_jacobians,
-    }[estimator](function, params, builder, key, 64)
+    plain = _fast_call(
+      {
+        "score_function": estimators.score_function_jacobians,
+        "pathwise": estimators.pathwise_jacobians,
+      }[estimator],
+      function,
+      params,
+      builder,
+      key,
+      64,
+    )
     exact = _exact_for_params("quadratic", dim)
     for got, want, base in zip(
       jax.tree.leaves(jac),
@@ -364,7 +396,8 @@ class VarianceReductionTest(_FastCompileTestCase):
     function = _cost("quadratic")
     exact = (2.0 * (loc - _K["quadratic"]), 2.0 * tril)
     for estimator in ("score_function", "pathwise"):
-      jac = cv.control_variate_jacobians(
+      jac = _fast_call(
+        cv.control_variate_jacobians,
         function,
         (loc, tril),
         builder,
@@ -380,7 +413,8 @@ class VarianceReductionTest(_FastCompileTestCase):
   @parameterized.parameters("score_function", "pathwise")
   def test_estimated_coefficient_is_one_for_quadratic_cost(self, estimator):
     params, builder, _, _ = _setup(10)
-    coefficients = cv.estimate_control_variate_coefficients(
+    coefficients = _fast_call(
+      cv.estimate_control_variate_coefficients,
       _cost("quadratic"),
       params,
       builder,
@@ -401,10 +435,12 @@ class VarianceReductionTest(_FastCompileTestCase):
     builder = lambda p: distributions.Normal(p["loc"], p["scale"])
     function = _cost("cosine")
     key = jax.random.key(4)
-    plain = estimators.score_function_jacobians(
-      function, params, builder, key, 2000
+    plain = _fast_call(
+      estimators.score_function_jacobians, function, params, builder, key, 2000
     )
-    delta = cv.control_variate_jacobians(function, params, builder, key, 2000)
+    delta = _fast_call(
+      cv.control_variate_jacobians, function, params, builder, key, 2000
+    )
     for name in ("loc", "scale"):
       ratio = _variance(delta)[name] / _variance(plain)[name]
       self.assertLess(float(np.max(ratio)), 1e-3)
@@ -420,7 +456,7 @@ class VarianceReductionTest(_FastCompileTestCase):
     key = jax.random.key(5)
     num_replicates = 400
 
-    def batch_means(**kwargs):
+    def batch_means(key, **kwargs):
       keys = jax.random.split(key, num_replicates)
       run = jax.vmap(
         lambda k: cv.control_variate_jacobians(
@@ -429,14 +465,21 @@ class VarianceReductionTest(_FastCompileTestCase):
       )
       return jax.tree.map(lambda j: j.mean(1), run(keys))
 
-    plain = jax.tree.map(
-      lambda j: j.reshape(num_replicates, 8, -1).mean(1),
-      estimators.pathwise_jacobians(
-        function, params, builder, key, num_replicates * 8
-      ),
-    )
-    fixed = batch_means(coefficient=1.0)
-    estimated = batch_means(coefficient="estimate", num_coefficient_samples=32)
+    @_fast_jit
+    def run(key):
+      plain = jax.tree.map(
+        lambda j: j.reshape(num_replicates, 8, -1).mean(1),
+        estimators.pathwise_jacobians(
+          function, params, builder, key, num_replicates * 8
+        ),
+      )
+      fixed = batch_means(key, coefficient=1.0)
+      estimated = batch_means(
+        key, coefficient="estimate", num_coefficient_samples=32
+      )
+      return plain, fixed, estimated
+
+    plain, fixed, estimated = run(key)
     var_plain = _variance(plain)["scale"]
     self.assertGreater(float(_variance(fixed)["scale"][0]), 2.0 * var_plain[0])
     self.assertLess(float(_variance(estimated)["scale"][0]), 1.5 * var_plain[0])
@@ -447,15 +490,20 @@ class VarianceReductionTest(_FastCompileTestCase):
     # ~offset^2 Var(score); the leave-one-out baseline cancels it exactly.
     params, builder, _, _ = _setup(10)
     function = _cost("quadratic", offset=100.0)
-    keys = jax.random.split(jax.random.key(6), 300)
-    loo = jax.vmap(
-      lambda k: cv.leave_one_out_jacobians(function, params, builder, k, 4)
-    )(keys)
-    plain = jax.vmap(
-      lambda k: estimators.score_function_jacobians(
-        function, params, builder, k, 4
-      )
-    )(keys)
+
+    @_fast_jit
+    def run(keys):
+      loo = jax.vmap(
+        lambda k: cv.leave_one_out_jacobians(function, params, builder, k, 4)
+      )(keys)
+      plain = jax.vmap(
+        lambda k: estimators.score_function_jacobians(
+          function, params, builder, k, 4
+        )
+      )(keys)
+      return loo, plain
+
+    loo, plain = run(jax.random.split(jax.random.key(6), 300))
     for name in ("loc", "scale"):
       ratio = (
         _variance(jax.tree.map(lambda j: j.mean(1), loo))[name]
@@ -470,8 +518,13 @@ class VarianceReductionTest(_FastCompileTestCase):
     params, builder, loc, scale = _setup(dim)
     slope = jnp.linspace(-2.0, 3.0, dim)
     function = lambda x: jnp.dot(slope, x) + 1.0
-    jac = cv.antithetic_pathwise_jacobians(
-      function, params, builder, jax.random.key(7), 64
+    jac = _fast_call(
+      cv.antithetic_pathwise_jacobians,
+      function,
+      params,
+      builder,
+      jax.random.key(7),
+      64,
     )
     pairs = _pair_means(jac)
     exact = (slope, 0.0 * scale) if dim == 1 else {"loc": slope, "scale": 0.0}
@@ -489,8 +542,13 @@ class VarianceReductionTest(_FastCompileTestCase):
     # 2 (mu - k) exactly; the scale gradient 2 sigma eps^2 still varies.
     params, builder, loc, _ = _setup(10)
     pairs = _pair_means(
-      cv.antithetic_pathwise_jacobians(
-        _cost("quadratic"), params, builder, jax.random.key(8), 64
+      _fast_call(
+        cv.antithetic_pathwise_jacobians,
+        _cost("quadratic"),
+        params,
+        builder,
+        jax.random.key(8),
+        64,
       )
     )
     np.testing.assert_allclose(
@@ -507,8 +565,13 @@ class VarianceReductionTest(_FastCompileTestCase):
     key = jax.random.key(9)
     pairs = [
       _pair_means(
-        cv.antithetic_score_function_jacobians(
-          _cost("cosine", offset), params, builder, key, 64
+        _fast_call(
+          cv.antithetic_score_function_jacobians,
+          _cost("cosine", offset),
+          params,
+          builder,
+          key,
+          64,
         )
       )
       for offset in (0.0, 1e3)
@@ -578,9 +641,17 @@ class DeltaMethodControlVariateTest(_FastCompileTestCase):
   def test_delta_method_jacobians_is_control_variate_jacobians(self):
     params, builder, _, _ = _setup(10)
     key = jax.random.key(10)
-    a = cv.delta_method_jacobians(_cost("cosine"), params, builder, key, 16)
-    b = cv.control_variate_jacobians(
-      _cost("cosine"), params, builder, key, 16, control_variate="delta"
+    a = _fast_call(
+      cv.delta_method_jacobians, _cost("cosine"), params, builder, key, 16
+    )
+    b = _fast_call(
+      cv.control_variate_jacobians,
+      _cost("cosine"),
+      params,
+      builder,
+      key,
+      16,
+      control_variate="delta",
     )
     chex.assert_trees_all_close(a, b, rtol=0, atol=0)
 
@@ -589,23 +660,29 @@ class DeltaMethodControlVariateTest(_FastCompileTestCase):
     function = _cost("cosine")
     key = jax.random.key(11)
     coefficients = {"loc": jnp.full(10, 0.5), "scale": jnp.full(10, 0.5)}
-    a, costs = cv.control_variate_jacobians(
-      function,
-      params,
-      builder,
-      key,
-      16,
-      coefficient=coefficients,
-      return_costs=True,
-    )
-    b = cv.control_variate_jacobians(
-      function, params, builder, key, 16, coefficient=0.5
-    )
+
+    @_fast_jit
+    def run(params, key):
+      a, costs = cv.control_variate_jacobians(
+        function,
+        params,
+        builder,
+        key,
+        16,
+        coefficient=coefficients,
+        return_costs=True,
+      )
+      b = cv.control_variate_jacobians(
+        function, params, builder, key, 16, coefficient=0.5
+      )
+      _, plain_costs = estimators.score_function_jacobians(
+        function, params, builder, key, 16, return_costs=True
+      )
+      return a, b, costs, plain_costs
+
+    a, b, costs, plain_costs = run(params, key)
     chex.assert_trees_all_close(a, b, rtol=0, atol=1e-15)
     chex.assert_shape(costs, (16,))
-    _, plain_costs = estimators.score_function_jacobians(
-      function, params, builder, key, 16, return_costs=True
-    )
     np.testing.assert_allclose(costs, plain_costs, rtol=0, atol=0)
 
 
@@ -742,7 +819,7 @@ class TransformationsTest(chex.TestCase):
     params, builder, _, _ = _setup(10)
     estimator = _ALL[name]
 
-    @jax.jit
+    @_fast_jit
     @chex.assert_max_traces(n=1)
     def run(params, keys):
       return jax.vmap(
