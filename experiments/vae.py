@@ -705,6 +705,11 @@ def _train_one(
     os.path.join(workdir, estimator, "checkpoints")
   ) as manager:
     latest = manager.latest_step()
+    if latest is not None and latest > config.num_steps:
+      raise ValueError(
+        f"[{estimator}] the workdir holds a checkpoint at step {latest}, past "
+        f"config.num_steps={config.num_steps}; use another --workdir."
+      )
     if latest is not None:
       restored = manager.restore(
         latest,
@@ -826,22 +831,18 @@ def run(
     ValueError: a bad config, before any training.
   """
   names = validate_config(config)
-  _check_resumable(config, workdir)
   train_np, test_np = load_digits_binarized(
     config.test_fraction, config.data_seed, config.binarize_threshold
   )
-  if config.batch_size > len(train_np):
-    raise ValueError(
-      f"config.batch_size ({config.batch_size}) exceeds the {len(train_np)} "
-      "training images."
-    )
+  for name in ("batch_size", "variance_batch_size"):
+    if config[name] > len(train_np):
+      raise ValueError(
+        f"config.{name} ({config[name]}) exceeds the {len(train_np)} "
+        "training images."
+      )
+  # Only a config that passed every check is recorded in the workdir.
+  _check_resumable(config, workdir)
   train_data, test_data = jnp.asarray(train_np), jnp.asarray(test_np)
-  variance_batch_size = min(config.variance_batch_size, len(train_np))
-  if variance_batch_size != config.variance_batch_size:
-    raise ValueError(
-      f"config.variance_batch_size ({config.variance_batch_size}) exceeds "
-      f"the {len(train_np)} training images."
-    )
 
   key = jax.random.key(config.seed)
   init_key, train_key, eval_key, measure_key = jax.random.split(key, 4)

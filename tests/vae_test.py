@@ -162,6 +162,11 @@ class VaeRunTest(parameterized.TestCase):
         vae.run(config, self.workdir)
     step.assert_not_called()
 
+  def test_refuses_a_checkpoint_past_num_steps(self):
+    config = _tiny_config(estimator="all", num_steps=3)
+    with self.assertRaisesRegex(ValueError, "checkpoint at step 6, past"):
+      vae.run(config, self.workdir)
+
 
 class EncoderGradientTest(absltest.TestCase):
   @pytest.mark.slow
@@ -234,6 +239,11 @@ class BadFlagsTest(parameterized.TestCase):
     ("decay", {"baseline_decay": 1.0}, "baseline_decay must be in"),
     ("learning_rate", {"learning_rate": 0.0}, "learning_rate must be > 0"),
     ("big_batch", {"batch_size": 5000}, "batch_size .* exceeds"),
+    (
+      "big_variance_batch",
+      {"variance_batch_size": 5000},
+      "variance_batch_size .* exceeds",
+    ),
   )
   def test_fails_before_training(self, overrides, message):
     workdir = os.path.join(_tempdir(self), "run")
@@ -242,7 +252,8 @@ class BadFlagsTest(parameterized.TestCase):
       with self.assertRaisesRegex(ValueError, message):
         vae.run(config, workdir)
     step.assert_not_called()
-    self.assertFalse(os.path.exists(os.path.join(workdir, "metrics.json")))
+    # Nothing recorded: a corrected config may use the same workdir.
+    self.assertFalse(os.path.exists(workdir))
 
 
 class DataTest(absltest.TestCase):
