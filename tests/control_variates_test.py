@@ -118,7 +118,7 @@ def _pair_means(jacobians):
 
 # Each statistical test compiles its programs once and runs them once, so
 # XLA's LLVM optimizations cost far more than they save: compiling without
-# them is ~3x faster here. (TransformationsTest uses plain jax.jit.)
+# them is ~3x faster here. (The chex.variants tests use plain jax.jit.)
 _fast_jit = functools.partial(
   jax.jit,
   compiler_options={
@@ -146,8 +146,8 @@ class _FastCompileTestCase(chex.TestCase):
 
   With this JAX, XLA compiles the partitionable threefry (the default) about
   five times slower on CPU, and compiling the samplers dominates these tests.
-  The estimators do not depend on how the random bits are made; the jit/vmap
-  tests (TransformationsTest) keep the default.
+  The estimators only split keys and call the samplers, so they do not depend
+  on how the random bits are derived.
   """
 
   def setUp(self):
@@ -597,18 +597,21 @@ class DeltaMethodControlVariateTest(_FastCompileTestCase):
     # for cos(k x): -k sin(k mu) and -k^2 cos(k mu) sigma.
     params, builder, loc, scale = _setup(10)
     k = _K["cosine"]
-    control = cv.delta_method_control_variate(_cost("cosine"), params, builder)
-    grads = jax.grad(control.expected_value)(params)
+
+    def expected_value_grad(params, builder):
+      control = cv.delta_method_control_variate(
+        _cost("cosine"), params, builder
+      )
+      return jax.grad(control.expected_value)(params)
+
+    grads = _fast_jit(expected_value_grad, static_argnums=1)(params, builder)
     np.testing.assert_allclose(grads["loc"], -k * np.sin(k * loc), rtol=1e-12)
     np.testing.assert_allclose(
       grads["scale"], -(k**2) * np.cos(k * loc) * scale, rtol=1e-12
     )
     # Log-scale parameterization: chain rule sigma * d/dsigma.
     params1, builder1, loc1, scale1 = _setup(1)
-    control1 = cv.delta_method_control_variate(
-      _cost("cosine"), params1, builder1
-    )
-    grads1 = jax.grad(control1.expected_value)(params1)
+    grads1 = _fast_jit(expected_value_grad, static_argnums=1)(params1, builder1)
     np.testing.assert_allclose(
       grads1[1], -(k**2) * np.cos(k * loc1) * scale1**2, rtol=1e-12
     )
@@ -780,9 +783,8 @@ class MovingAverageBaselineTest(_FastCompileTestCase):
 
 _ALL = {
   "leave_one_out": cv.leave_one_out_jacobians,
-  "control_variate_score": functools.partial(
-    cv.control_variate_jacobians, coefficient="estimate"
-  ),
+  # coefficient="estimate" under jit and vmap: UnbiasedTest.
+  "control_variate_score": cv.control_variate_jacobians,
   "control_variate_pathwise": functools.partial(
     cv.control_variate_jacobians, estimator="pathwise"
   ),
@@ -791,7 +793,7 @@ _ALL = {
 }
 
 
-class TransformationsTest(chex.TestCase):
+class TransformationsTest(_FastCompileTestCase):
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(*[(n, n) for n in _ALL])
   def test_jit_matches_eager_and_shapes(self, name):
