@@ -12,7 +12,7 @@ They are unbiased; what they change is the variance.
 
 The module follows Mohamed et al. (2020), Section 7:
 
-* **Baselines** (7.2 / 7.4.1). For the score function estimator any constant
+* **Baselines** (Section 7.4). For the score function estimator any constant
   :math:`b` may be subtracted from the cost, because
   :math:`\mathbb{E}[\nabla_\theta \log p(x;\theta)] = 0`:
 
@@ -33,18 +33,26 @@ The module follows Mohamed et al. (2020), Section 7:
   The leave-one-out baseline (:func:`leave_one_out_jacobians`) uses the other
   samples of the same batch instead (Kool et al., 2019).
 
-* **Control variates** (7.1, 7.4). For any :math:`h` with a known
+* **Control variates** (Section 7.4). For any :math:`h` with a known
   :math:`\nabla_\theta \mathbb{E}_p[h]`,
   :math:`\hat\eta - c\,(\hat\eta_h - \nabla_\theta \mathbb{E}_p[h])` is
   unbiased for every :math:`c` fixed independently of the samples;
   :func:`control_variate_jacobians` with the delta-method control variate
-  (:func:`delta_method_control_variate`, Section 7.4.2).
+  (:func:`delta_method_control_variate`, the delta method of Section 7.4).
 
-* **Antithetic sampling** (Section 8.2 on sampling-based variance reduction;
+* **Antithetic sampling** (a coupling of draws, Section 7;
   Owen, *Monte Carlo theory, methods and examples*, Ch. 8.2): draws come in
   pairs :math:`(\mu + \sigma\epsilon, \mu - \sigma\epsilon)`
   (:func:`antithetic_pathwise_jacobians`,
   :func:`antithetic_score_function_jacobians`).
+
+Coming from the former ``optax.monte_carlo`` (removed in optax 0.2.7):
+``control_delta_method`` is :func:`delta_method_control_variate`,
+``moving_avg_baseline`` the ``moving_average_baseline_*`` functions (passed as
+``baseline=`` rather than as a control variate), ``control_variates_jacobians``
+is :func:`control_variate_jacobians`, and
+``estimate_control_variate_coefficients`` keeps its name (per coordinate now,
+and over arbitrary pytrees of parameters).
 
 All functions are pure: keys are explicit and never reused, and states are
 returned, not mutated. Sizes (``num_samples``, ``num_coefficient_samples``) and
@@ -53,7 +61,7 @@ names (``estimator``, ``control_variate``) are static arguments under
 
 References:
   Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
-  Learning. JMLR 2020, https://arxiv.org/abs/1906.10652 (Sections 7 and 8).
+  Learning. JMLR 2020, https://arxiv.org/abs/1906.10652 (Section 7).
   Kool, van Hoof, Welling. Buy 4 REINFORCE Samples, Get a Baseline for Free!
   ICLR 2019 workshop, https://openreview.net/forum?id=r1lgTGL5DE.
   Paisley, Blei, Jordan. Variational Bayesian Inference with Stochastic Search.
@@ -317,7 +325,7 @@ def leave_one_out_jacobians(
   References:
     Kool, van Hoof, Welling. Buy 4 REINFORCE Samples, Get a Baseline for Free!
     ICLR 2019 workshop, https://openreview.net/forum?id=r1lgTGL5DE.
-    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4.1).
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4).
   """
   _check_num_samples(num_samples, "num_samples", minimum=2)
   # Two calls with the same key see the same draws. The first only supplies
@@ -430,7 +438,7 @@ def delta_method_control_variate(
   *,
   order: int = 2,
 ) -> ControlVariate:
-  r"""The delta-method control variate (Mohamed et al. 2020, Section 7.4.2).
+  r"""The delta-method control variate (Mohamed et al. 2020, Section 7.4).
 
   The Taylor expansion of the cost around the mean :math:`\mu` of a Gaussian
   :math:`p(x;\theta) = N(\mu, \Sigma)`,
@@ -617,7 +625,7 @@ def control_variate_jacobians(
   num_coefficient_samples: int = 20,
   return_costs: bool = False,
 ) -> Params | tuple[Params, jax.Array]:
-  r"""Gradient estimator with a control variate (Mohamed et al. 2020, 7.1, 7.4).
+  r"""Gradient estimator with a control variate (Mohamed et al. 2020, 7.4).
 
   With :math:`g_i` the estimator applied to :math:`f` and :math:`g_{h,i}` the
   same estimator at the same draw applied to the control variate :math:`h`,
@@ -672,7 +680,7 @@ def control_variate_jacobians(
     TypeError: if the delta method gets a non-Gaussian distribution.
 
   References:
-    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Sections 7.1, 7.4).
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4).
   """
   _check_num_samples(num_samples, "num_samples")
   estimator_fn = _lookup(_estimators(), estimator, "estimator")
@@ -799,15 +807,18 @@ def antithetic_pathwise_jacobians(
   The pair mean has variance :math:`\tfrac12(\mathrm{Var}\,g +
   \mathrm{Cov}(g, g'))`, below the :math:`\tfrac12\mathrm{Var}\,g` of two
   independent draws exactly when :math:`g(\epsilon)` and :math:`g(-\epsilon)`
-  are negatively correlated. For the pathwise location gradient
-  :math:`\nabla f(x)` that is the case when :math:`\nabla f` is monotone along
-  the sampling direction, i.e. (roughly) :math:`f` convex or concave like
-  :math:`(x-k)^2`; for a linear :math:`f` the location gradient is constant
-  and the scale gradient :math:`\nabla f\,\epsilon` cancels exactly within a
-  pair (zero variance). For :math:`\nabla f` even about :math:`\mu` (e.g.
-  :math:`f` odd around :math:`\mu`, such as :math:`\sin(x - \mu)`)
-  the pair is perfectly correlated and antithetic sampling *doubles* the
-  variance per draw.
+  are negatively correlated: the part of :math:`g` that is odd in
+  :math:`\epsilon` cancels within a pair, the even part's variance per draw
+  doubles. In one dimension the location
+  gradient is :math:`f'(\mu + \sigma\epsilon)`, which gains when :math:`f'`
+  is monotone (Owen, Section 8.2): :math:`f` convex or concave, like
+  :math:`(x - k)^2`, whose pair mean :math:`2(\mu - k)` is even exact. The
+  scale gradient :math:`f'(\mu + \sigma\epsilon)\,\epsilon` gains when
+  :math:`f'` is nearly constant (for a linear :math:`f` it cancels within
+  each pair) and loses when it is nearly odd about :math:`\mu`: for
+  :math:`(x - \mu)^2` it is :math:`2\sigma\epsilon^2`, even, and its variance
+  per draw doubles. So antithetic sampling pays for monotone, near-linear
+  costs; check the coordinates you care about with the diagnostics.
 
   Args:
     function: one sample of the event shape -> scalar cost, differentiable.
@@ -830,7 +841,7 @@ def antithetic_pathwise_jacobians(
     TypeError: if the distribution is not a symmetric reparameterized one.
 
   References:
-    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 8.2).
+    Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7).
     Owen. Monte Carlo theory, methods and examples, 2013, Section 8.2,
     https://artowen.su.domains/mc/.
   """
