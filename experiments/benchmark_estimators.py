@@ -77,24 +77,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from absl import app
-from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from experiments import launch
 from experiments.configs import benchmark_estimators as config_lib
 from rgrad import control_variates
 from rgrad import distributions
 from rgrad import estimators
-
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  os.path.join(os.path.dirname(__file__), "configs", "benchmark_estimators.py"),
-  "Experiment config (ml_collections).",
-  lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string(
-  "workdir", "/tmp/rgrad/benchmark_estimators", "Where results go."
-)
 
 _MEASURE_VALUED = ("measure_valued_coupled", "measure_valued_uncoupled")
 
@@ -498,4 +487,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  _CONFIG, _WORKDIR = launch.define_flags("benchmark_estimators")
   app.run(main)

@@ -60,24 +60,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from absl import app
-from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from experiments import launch
 from rgrad import backprop
 from rgrad import chain_rule
 from rgrad import gradcheck
 from rgrad import primitives as prims
-
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  os.path.join(os.path.dirname(__file__), "configs", "chain_rule.py"),
-  "Experiment configuration.",
-  lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string(
-  "workdir", "/tmp/rgrad/chain_rule", "Where results go."
-)
 
 _CSV_COLUMNS = (
   "group",
@@ -606,4 +595,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _CONFIG, _WORKDIR = launch.define_flags("chain_rule")
   app.run(main)

@@ -144,28 +144,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app
-from absl import flags
 from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from ml_collections import config_flags
 
+from experiments import launch
 from experiments.configs import estimator_variance as config_lib
 from rgrad import control_variates
 from rgrad import distributions
 from rgrad import estimators
 from rgrad import exact
-
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  os.path.join(os.path.dirname(__file__), "configs", "estimator_variance.py"),
-  "Experiment config (ml_collections).",
-  lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string(
-  "workdir", "/tmp/rgrad/estimator_variance", "Where results go."
-)
 
 PARAMS = ("mu", "sigma")
 _SAMPLES_AXIS = "samples"
@@ -1300,4 +1289,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  _CONFIG, _WORKDIR = launch.define_flags("estimator_variance")
   app.run(main)

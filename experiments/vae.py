@@ -131,10 +131,9 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import app
-from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from experiments import launch
 from rgrad import control_variates
 from rgrad import distributions
 from rgrad import estimators
@@ -1052,14 +1051,6 @@ def _image_grid(rows, side, title, path):
 # Entry point.
 # ---------------------------------------------------------------------------
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  os.path.join(os.path.dirname(__file__), "configs", "vae.py"),
-  "VAE experiment configuration.",
-  lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string("workdir", "/tmp/rgrad/vae", "Where results go.")
-
 
 def main(argv):
   del argv
@@ -1074,4 +1065,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _CONFIG, _WORKDIR = launch.define_flags("vae")
   app.run(main)

@@ -1,0 +1,40 @@
+"""Command-line flags shared by every experiment.
+
+Each experiment is an absl app with two flags: ``--config``, an ml_collections
+config file (``experiments/configs/<name>.py``, overridable field by field as
+``--config.<field>=...``), and ``--workdir``, where results go. absl flags live
+in one process-wide registry, so they are defined only when a module runs as
+``__main__``: tests import several experiments into one process and call their
+``run(config, workdir)`` directly.
+"""
+
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+
+def define_flags(
+  name: str,
+) -> tuple[flags.FlagHolder, flags.FlagHolder]:
+  """Defines ``--config`` and ``--workdir`` for the experiment `name`.
+
+  Args:
+    name: the experiment's module name; its default config is
+      ``experiments/configs/<name>.py`` and its default workdir
+      ``/tmp/rgrad/<name>``.
+
+  Returns:
+    The holders of the config flag (locked: unknown fields are an error) and
+    of the workdir flag.
+  """
+  config = config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(os.path.dirname(__file__), "configs", f"{name}.py"),
+    f"Configuration of the {name} experiment (ml_collections).",
+    lock_config=True,
+  )
+  workdir = flags.DEFINE_string(
+    "workdir", f"/tmp/rgrad/{name}", "Where results go."
+  )
+  return config, workdir
