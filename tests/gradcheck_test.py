@@ -63,6 +63,28 @@ class CheckGradientsTest(parameterized.TestCase):
     self.assertIn("FAILED", str(report))
     self.assertIn(" NO", str(report))
 
+  def test_relative_error_is_normwise(self):
+    # A component that is zero up to rounding (1e-17 off) must not read as a
+    # large relative error; the same absolute error on a leaf whose norm is
+    # 1e-16 must.
+    def function(p):
+      return jnp.sum(p["x"] ** 2)
+
+    def off_by_tiny(p):
+      return {"x": 2.0 * p["x"] + jnp.array([1e-17, 0.0])}
+
+    big = {"x": jnp.array([0.0, 1.0], jnp.float64)}
+    report = gradcheck.check_gradients(
+      function, off_by_tiny, big, finite_differences=False
+    )
+    self.assertLess(report.autodiff_max_rel, 1e-16)
+    self.assertTrue(report.passed, str(report))
+    tiny = {"x": jnp.array([0.0, 5e-17], jnp.float64)}
+    report = gradcheck.check_gradients(
+      function, off_by_tiny, tiny, finite_differences=False
+    )
+    self.assertGreater(report.autodiff_max_rel, 0.05)
+
   def test_slightly_wrong_gradient_fails(self):
     # Off by 1e-8 relative: below FD's resolution, caught by autodiff.
     report = gradcheck.check_gradients(
