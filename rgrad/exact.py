@@ -34,7 +34,9 @@ Quadrature rules used (all with a static number of points ``num_points``):
   \int_0^\infty q_e(\sqrt{2u}) e^{-u} du` is a Gauss--Laguerre integral; the
   odd part times :math:`r` is even and smooth, so
   :math:`\int_0^\infty q_o(r) r e^{-r^2/2} dr = \sqrt{\pi/2}\,
-  E_\epsilon[q(\epsilon)\epsilon]` is a Gauss--Hermite integral. Together
+  E_\epsilon[q(\epsilon)\epsilon]` is a Gauss--Hermite integral. (The Laguerre
+  rule is computed by Golub--Welsch with log-space weights: NumPy's
+  ``laggauss`` overflows past ~180 nodes.) Together
   they form one signed rule on :math:`3n` nodes that converges spectrally
   for any smooth :math:`q`.
 * Gauss--Legendre on :math:`[0, 1]` for the uniform variable of the coupled
@@ -53,7 +55,12 @@ the error is ~2e-11; at 20 the result is wrong), Gaussian bumps
 :math:`\exp(-kx^2)` for :math:`k\sigma^2` up to about 3 (4: 2e-10; 8: 3e-6,
 which 200 points bring back to 4e-11), and polynomials of moderate degree.
 Variances integrate :math:`f^2` (or :math:`f'^2`) times a polynomial, which
-halves these ranges roughly. Costs with kinks (``abs``, ``relu``), jumps, or
+halves these ranges roughly: the pathwise variance of :math:`\cos(10x)` at
+:math:`\sigma = 1` (integrand :math:`\sin^2(10x)`, frequency 20) is 70.39
+with 100 points for a true 50, 50.0004 with 150 and exact to 1e-14 with 200
+and more. Every rule stays finite for any ``num_points`` (the Laguerre rule
+is computed in log space, :func:`_laguerre_rule`), so more points are always
+an option. Costs with kinks (``abs``, ``relu``), jumps, or
 faster oscillation are *not* handled accurately: increase ``num_points``
 (the error then decays only algebraically for kinks) or use another
 reference. Costs that grow faster than :math:`e^{x^2/2}` have no finite
@@ -113,6 +120,75 @@ def _normal_rule(num_points: int) -> _Rule:
   return _Rule(nodes=math.sqrt(2.0) * t, weights=w / math.sqrt(math.pi))
 
 
+def _laguerre_recurrence(u: np.ndarray, n: int):
+  r"""Orthonormal Laguerre values at `u`, rescaled to stay finite.
+
+  The Laguerre polynomials are orthonormal for :math:`e^{-u}` and satisfy
+  :math:`(j+1)L_{j+1} = (2j+1-u)L_j - jL_{j-1}`. Near the largest nodes
+  (:math:`u \approx 4n`) they grow like :math:`e^{u/2}`, past the float64
+  range for :math:`n \gtrsim 180`: every step divides by the running
+  :math:`\sqrt{\sum_{i \le j} L_i^2}` and keeps its logarithm instead.
+
+  Returns:
+    ``(L_n, L_{n-1}, total, log_scale)``, all ``[len(u)]``: the first two
+    divided by :math:`S = e^{\mathrm{log\_scale}}` and ``total`` equal to
+    :math:`\sum_{j<n} L_j^2 / S^2`.
+  """
+  p_prev = np.zeros_like(u)  # L_{-1}
+  p = np.ones_like(u)  # L_0
+  total = np.ones_like(u)
+  log_scale = np.zeros_like(u)
+  for j in range(1, n + 1):
+    p_prev, p = p, ((2 * j - 1 - u) * p - (j - 1) * p_prev) / j  # L_j
+    if j < n:
+      total = total + p * p
+      s = np.sqrt(total)  # >= |L_j|, |L_{j-1}|: all stay <= 1
+      p, p_prev, total = p / s, p_prev / s, total / (s * s)
+      log_scale = log_scale + np.log(s)
+  return p, p_prev, total, log_scale
+
+
+@functools.cache
+def _laguerre_rule(num_points: int) -> _Rule:
+  r"""Gauss--Laguerre rule for :math:`\int_0^\infty q(u) e^{-u} du`.
+
+  ``numpy.polynomial.laguerre.laggauss`` overflows for ``num_points``
+  :math:`\gtrsim 180` (its weights divide by polynomial values near
+  :math:`e^{2n}`) and returns NaN. Here, following Golub and Welsch (1969),
+  the nodes are the eigenvalues of the symmetric tridiagonal Jacobi matrix
+  of the recurrence (diagonal :math:`2j+1`, off-diagonal :math:`j`), polished
+  by two Newton steps on :math:`L_n` (with
+  :math:`L_n' = n(L_n - L_{n-1})/u`); the weights come from the Christoffel
+  function, :math:`w_i = 1 / \sum_{j<n} L_j(u_i)^2`, a sum of positive terms
+  evaluated in log space (:func:`_laguerre_recurrence`). The smallest weights
+  (below ~1e-308, at nodes where any integrand of interest is negligible)
+  underflow to exactly 0, never to NaN.
+
+  References:
+    Golub, Welsch. Calculation of Gauss quadrature rules. Math. Comp. 23
+    (1969), 221-230.
+  """
+  n = num_points
+  j = np.arange(1, n, dtype=np.float64)
+  jacobi = (
+    np.diag(2.0 * np.arange(n, dtype=np.float64) + 1.0)
+    + np.diag(j, 1)
+    + np.diag(j, -1)
+  )
+  u = np.linalg.eigvalsh(jacobi)
+  for _ in range(2):
+    l_n, l_prev, _, _ = _laguerre_recurrence(u, n)
+    u = u - l_n * u / (n * (l_n - l_prev))  # Newton: L_n / L_n'
+  _, _, total, log_scale = _laguerre_recurrence(u, n)
+  log_w = -(np.log(total) + 2.0 * log_scale)
+  # Normalize to the exact zeroth moment, int e^{-u} du = 1 (log-sum-exp).
+  log_w = log_w - (np.max(log_w) + np.log(np.sum(np.exp(log_w - log_w.max()))))
+  weights = np.exp(log_w)
+  if not (np.all(np.isfinite(u)) and np.all(np.isfinite(weights))):
+    raise ValueError(f"Gauss--Laguerre rule failed for num_points={n}.")
+  return _Rule(nodes=u, weights=weights)
+
+
 @functools.cache
 def _maxwell_rule(num_points: int) -> _Rule:
   r"""Rule for the double-sided Maxwell law, density :math:`m^2 \phi(m)`."""
@@ -131,7 +207,7 @@ def _rayleigh_rule(num_points: int) -> _Rule:
   :math:`\sqrt{\pi/2}\, w_i \epsilon_i` (signed; the even part of
   :math:`q(\epsilon)\epsilon` vanishes under the symmetric rule).
   """
-  u, w_lag = np.polynomial.laguerre.laggauss(num_points)
+  u, w_lag = _laguerre_rule(num_points)
   r = np.sqrt(2.0 * u)
   eps, w_her = _normal_rule(num_points)
   nodes = np.concatenate([r, -r, eps])

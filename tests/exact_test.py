@@ -258,6 +258,107 @@ class VarianceClosedFormTest(parameterized.TestCase):
         )
 
 
+def _cos_variances(k, mu, sigma):
+  """Closed-form single-sample variances for f(x) = cos(kx).
+
+  With b = k sigma, a = 2 k sigma and E[eps^m e^{i t eps}] = (-i)^m phi^(m)(t)
+  for phi(t) = e^{-t^2/2}: E[e^{it eps} eps^2] = (1 - t^2) phi(t) and
+  E[e^{it eps} (eps^2 - 1)^2] = (t^4 - 4t^2 + 2) phi(t); cos^2 = (1 + cos 2kx)
+  / 2.
+  """
+  b, a = k * sigma, 2.0 * k * sigma
+  c2 = np.cos(2.0 * k * mu) * np.exp(-0.5 * a**2)
+  # Pathwise: Var[k sin kX] and Var[k sin(kX) eps].
+  sin_mean = np.sin(k * mu) * np.exp(-0.5 * b**2)
+  path_loc = k**2 * (1.0 - c2) / 2.0 - (k * sin_mean) ** 2
+  # E[sin^2(kX) eps^2] = (1 - cos(2k mu)(1 - a^2) phi(a)) / 2;
+  # E[sin(kX) eps] = b cos(k mu) phi(b).
+  path_scale = k**2 * (
+    (1.0 - c2 * (1.0 - a**2)) / 2.0
+    - (b * np.cos(k * mu) * np.exp(-0.5 * b**2)) ** 2
+  )
+  # Score function: cos(kX) eps / sigma and cos(kX)(eps^2 - 1) / sigma.
+  sf_loc = (1.0 + c2 * (1.0 - a**2)) / 2.0 - (b * sin_mean) ** 2
+  sf_scale = (2.0 + c2 * (a**4 - 4.0 * a**2 + 2.0)) / 2.0 - (
+    b**2 * np.cos(k * mu) * np.exp(-0.5 * b**2)
+  ) ** 2
+  return {
+    "pathwise": (path_loc, path_scale),
+    "score_function": (sf_loc / sigma**2, sf_scale / sigma**2),
+  }
+
+
+class ManyPointsTest(parameterized.TestCase):
+  """Rules with many nodes: finite (laggauss overflowed past ~180 nodes)."""
+
+  @parameterized.parameters(100, 200, 300, 500)
+  def test_laguerre_rule_moments(self, num_points):
+    # int u^m e^{-u} du = m!; the rule is exact for m < 2n.
+    nodes, weights = exact._laguerre_rule(num_points)
+    self.assertTrue(np.all(np.isfinite(nodes)) and np.all(weights >= 0))
+    self.assertTrue(np.all(np.diff(nodes) > 0))
+    for m in range(0, 25):
+      np.testing.assert_allclose(
+        np.sum(weights * nodes**m), float(math.factorial(m)), rtol=1e-12
+      )
+
+  def test_laguerre_rule_matches_numpy_where_numpy_works(self):
+    nodes, weights = exact._laguerre_rule(100)
+    want_nodes, want_weights = np.polynomial.laguerre.laggauss(100)
+    np.testing.assert_allclose(nodes, want_nodes, rtol=1e-12)
+    np.testing.assert_allclose(weights, want_weights, rtol=1e-9, atol=1e-15)
+
+  @parameterized.parameters(200, 300)
+  def test_agrees_with_100_points_and_closed_forms(self, num_points):
+    mu, sigma, k = 0.7, 1.0, 0.4
+    quadratic = _quadratic_moments(k, mu, sigma)
+    f = lambda x: (x - k) ** 2
+    kw = dict(num_points=num_points)
+    for coupling in (True, False):
+      name = "measure_valued_" + ("coupled" if coupling else "uncoupled")
+      got = exact.measure_valued_variance(f, mu, sigma, coupling, **kw)
+      np.testing.assert_allclose(got, quadratic[name], rtol=_TOL, atol=_TOL)
+    # cos(3x) is resolved by 100 points: every reference agrees.
+    g = lambda x: jnp.cos(3.0 * x)
+    for fn in (
+      exact.exact_gradient,
+      exact.pathwise_variance,
+      exact.score_function_variance,
+      lambda *a, **kw: exact.measure_valued_variance(*a, coupling=True, **kw),
+      lambda *a, **kw: exact.measure_valued_variance(*a, coupling=False, **kw),
+    ):
+      many = fn(g, mu, sigma, **kw)
+      self.assertTrue(np.all(np.isfinite(many)))
+      np.testing.assert_allclose(many, fn(g, mu, sigma), rtol=_TOL, atol=_TOL)
+    closed = _cos_variances(3.0, mu, sigma)
+    for name, fn in (
+      ("pathwise", exact.pathwise_variance),
+      ("score_function", exact.score_function_variance),
+    ):
+      np.testing.assert_allclose(
+        fn(g, mu, sigma, **kw), closed[name], rtol=_TOL, atol=_TOL
+      )
+
+  @parameterized.product(k=(8.0, 10.0), num_points=(250, 300))
+  def test_fast_cosine_resolved_with_more_points(self, k, num_points):
+    # cos(kX)^2 oscillates like cos(2kX): 100 points fail at k sigma = 10
+    # (70.39 for a pathwise variance of 50), 250 resolve it.
+    mu, sigma = 1.0, 1.0
+    f = lambda x: jnp.cos(k * x)
+    closed = _cos_variances(k, mu, sigma)
+    for name, fn in (
+      ("pathwise", exact.pathwise_variance),
+      ("score_function", exact.score_function_variance),
+    ):
+      got = fn(f, mu, sigma, num_points=num_points)
+      np.testing.assert_allclose(got, closed[name], rtol=_TOL, atol=1e-9)
+
+  def test_100_points_do_not_resolve_cos_10x(self):
+    # The documented limit: the reference is wrong there, not just noisy.
+    got = exact.pathwise_variance(lambda x: jnp.cos(10.0 * x), 1.0, 1.0).loc
+    self.assertGreater(abs(float(got) - 50.0), 1.0)
+
+
 class BadInputTest(parameterized.TestCase):
   @parameterized.named_parameters(
     ("zero", 0.0), ("negative", -1.0), ("nan", float("nan"))
