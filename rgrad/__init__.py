@@ -47,6 +47,7 @@ from rgrad.distributions import Normal
 from rgrad.estimators import measure_valued_jacobians
 from rgrad.estimators import pathwise_jacobians
 from rgrad.estimators import score_function_jacobians
+from rgrad.estimators import score_jacobians
 
 # isort: split
 # --- variance reduction (baselines, control variates, antithetic) ---
@@ -121,6 +122,7 @@ __all__ = (
   "measure_valued_jacobians",
   "pathwise_jacobians",
   "score_function_jacobians",
+  "score_jacobians",
   # variance reduction
   "ControlVariate",
   "MovingAverageBaselineState",

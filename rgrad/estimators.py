@@ -205,15 +205,75 @@ def score_function_jacobians(
   costs = jax.vmap(function)(xs)
   chex.assert_shape(costs, (num_samples,))
   _check_finite(costs, name)
-  scores = jax.vmap(dist.score)(xs)  # like dist, leaves [num_samples, *field]
-  weighted = jax.tree.map(
-    lambda s: _scale_leading(s, (costs - baseline).astype(s.dtype)), scores
+  jacobians = score_jacobians(
+    params, dist_builder, xs, weights=costs - baseline
   )
-  # The VJP is linear in its cotangent, so vmapping it over per-sample
-  # cotangents gives the per-sample pull-backs in one batched pass.
-  _, pullback = jax.vjp(dist_builder, params)
-  (jacobians,) = jax.vmap(pullback)(weighted)
   return (jacobians, costs) if return_costs else jacobians
+
+
+def score_jacobians(
+  params: Any,
+  dist_builder: DistBuilder,
+  xs: jax.Array,
+  *,
+  weights: jax.typing.ArrayLike | None = None,
+):
+  r"""Per-sample scores :math:`\nabla_\theta \log p(x_i)` on ``params``.
+
+  The distribution's hand-derived ``score(x)`` (a gradient w.r.t. its own
+  fields) is evaluated at every draw and pulled back to ``params`` with the
+  VJP of ``dist_builder``. The VJP is linear in its cotangent, so vmapping it
+  over the per-sample cotangents gives all the pull-backs in one batched pass,
+  and ``weights`` (e.g. the costs minus a baseline) are applied before the
+  pull-back at no extra cost:
+
+  .. math:: J_i = w_i\, \Big(\frac{\partial\, \mathrm{dist}}{\partial \theta}
+            \Big)^{\!\top} \nabla_{\mathrm{dist}} \log p(x_i).
+
+  This is the one implementation behind :func:`score_function_jacobians` and
+  the score-function estimators of :mod:`rgrad.control_variates`
+  (leave-one-out baseline, control variates, antithetic draws), which make
+  their own draws.
+
+  Args:
+    params: pytree of parameters.
+    dist_builder: ``params`` -> distribution.
+    xs: draws ``[num_samples, *batch_shape, *event_shape]``; data, not
+      differentiated through (gradients are stopped).
+    weights: optional per-sample weights ``[num_samples]`` (or a scalar)
+      multiplying each score; ``None`` for the plain scores.
+
+  Returns:
+    A pytree like ``params`` with leaves ``[num_samples, *leaf.shape]``.
+
+  Raises:
+    ValueError: ``xs`` whose trailing shape is not one draw of the
+      distribution, or ``weights`` of the wrong shape.
+  """
+  name = "score_jacobians"
+  dist, pullback = jax.vjp(dist_builder, params)
+  xs = jax.lax.stop_gradient(jnp.asarray(xs))
+  one = jax.eval_shape(lambda: dist.sample(jax.random.key(0)))
+  if xs.ndim < 1 or xs.shape[1:] != one.shape:
+    raise ValueError(
+      f"{name}: xs must have shape [num_samples, *{list(one.shape)}] (one "
+      f"draw per row), got {list(xs.shape)}."
+    )
+  num_samples = xs.shape[0]
+  scores = jax.vmap(dist.score)(xs)  # like dist, leaves [num_samples, *field]
+  if weights is not None:
+    weights = jnp.asarray(weights)
+    if weights.shape not in ((), (num_samples,)):
+      raise ValueError(
+        f"{name}: weights must be a scalar or have shape ({num_samples},), "
+        f"got {tuple(weights.shape)}."
+      )
+    weights = jnp.broadcast_to(weights, (num_samples,))
+    scores = jax.tree.map(
+      lambda s: _scale_leading(s, weights.astype(s.dtype)), scores
+    )
+  (jacobians,) = jax.vmap(pullback)(scores)
+  return jacobians
 
 
 # ---------------------------------------------------------------------------
@@ -268,12 +328,7 @@ def pathwise_jacobians(
   name = "pathwise_jacobians"
   num_samples = _check_num_samples(num_samples, name)
   dist = _build(dist_builder, params, name)
-  if not type(dist).reparameterized:
-    raise ValueError(
-      f"{name}: {type(dist).__name__} has no pathwise sampler "
-      "(reparameterized=False), so its samples cannot be differentiated; use "
-      "score_function_jacobians instead."
-    )
+  _check_reparameterized(dist, name)
   _check_scalar_cost(function, dist, key, name)
 
   def cost(p, k):
@@ -289,12 +344,26 @@ def pathwise_jacobians(
   # A gradient can be finite where the cost is not (e.g. a cost written with
   # jnp.where); such a sample has no meaningful gradient, so it is made NaN
   # rather than let a finite-looking mean hide it.
+  jacobians = _poison_non_finite(jacobians, costs)
+  return (jacobians, costs) if return_costs else jacobians
+
+
+def _check_reparameterized(dist: Distribution, name: str) -> None:
+  if not type(dist).reparameterized:
+    raise ValueError(
+      f"{name}: {type(dist).__name__} has no pathwise sampler "
+      "(reparameterized=False), so its samples cannot be differentiated; use "
+      "score_function_jacobians instead."
+    )
+
+
+def _poison_non_finite(jacobians: Any, costs: jax.Array) -> Any:
+  """NaN rows of `jacobians` [n, ...] wherever `costs` [n] is not finite."""
   poison = jnp.where(jnp.isfinite(costs), 0.0, jnp.nan)  # [num_samples]
-  jacobians = jax.tree.map(
+  return jax.tree.map(
     lambda j: j + _scale_leading(jnp.ones_like(j), poison.astype(j.dtype)),
     jacobians,
   )
-  return (jacobians, costs) if return_costs else jacobians
 
 
 # ---------------------------------------------------------------------------
@@ -389,17 +458,15 @@ def measure_valued_jacobians(
   # positive and negative part of every coordinate.
   base = dist.sample(k_base, (num_samples,)).reshape(noise_shape)  # [n, d]
 
-  # Rayleigh(1) = Weibull(scale sqrt 2, concentration 2): density w e^{-w^2/2}.
-  w_pos = jax.random.weibull_min(
-    k_mean_pos, math.sqrt(2.0), 2.0, noise_shape, dtype
-  )
-  w_neg = (
-    w_pos
-    if coupling
-    else jax.random.weibull_min(
-      k_mean_neg, math.sqrt(2.0), 2.0, noise_shape, dtype
-    )
-  )
+  def rayleigh(k):
+    # Rayleigh(1), density w e^{-w^2/2}, by inverting its CDF 1 - e^{-w^2/2}:
+    # the law (and the uniform stream) of jax.random.weibull_min(k, sqrt 2, 2),
+    # with a square root where weibull_min takes a general power.
+    u = jax.random.uniform(k, noise_shape, dtype)
+    return jnp.sqrt(-2.0 * jnp.log1p(-u))
+
+  w_pos = rayleigh(k_mean_pos)
+  w_neg = w_pos if coupling else rayleigh(k_mean_neg)
   m_pos = jax.random.double_sided_maxwell(
     k_scale_pos, 0.0, 1.0, noise_shape, dtype
   )
