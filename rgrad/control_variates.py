@@ -145,28 +145,6 @@ def _check_finite(costs: jax.Array) -> None:
     )
 
 
-def _pulled_back_scores(
-  params: Params,
-  dist_builder: DistBuilder,
-  dist: distributions.Distribution,
-  samples: jax.Array,
-  weights: jax.Array,
-) -> Params:
-  """Per-sample ``weights[i] * grad_params log p(samples[i]; params)``.
-
-  The same pull-back as :func:`rgrad.estimators.score_function_jacobians`
-  (hand-derived ``dist.score`` mapped to `params` by the VJP of
-  `dist_builder`), for draws that estimator does not make itself.
-  """
-  scores = jax.vmap(dist.score)(samples)  # like dist, leaves [n, *field]
-  weighted = jax.tree.map(
-    lambda s: _broadcast_samples(weights.astype(s.dtype), s), scores
-  )
-  _, pullback = jax.vjp(dist_builder, params)
-  (jacobians,) = jax.vmap(pullback)(weighted)
-  return jacobians
-
-
 def _broadcast_samples(factor: jax.Array, values: jax.Array) -> jax.Array:
   """Multiplies `values` ``[num_samples, ...]`` by ``factor[num_samples]``."""
   return factor.reshape(factor.shape + (1,) * (values.ndim - 1)) * values
@@ -328,19 +306,52 @@ def leave_one_out_jacobians(
     Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4).
   """
   _check_num_samples(num_samples, "num_samples", minimum=2)
-  # Two calls with the same key see the same draws. The first only supplies
-  # the costs at those draws, from which the second gets its per-sample
-  # baseline; under jit, XLA removes the repeated sampling and evaluation.
-  _, costs = estimators.score_function_jacobians(
-    function, params, dist_builder, key, num_samples, return_costs=True
-  )
-  costs = jax.lax.stop_gradient(costs)  # [num_samples]
-  baselines = (jnp.sum(costs) - costs) / (num_samples - 1)  # [num_samples]
-  jacobians = estimators.score_function_jacobians(
-    function, params, dist_builder, key, num_samples, baseline=baselines
+  # One draw and one evaluation of the costs serve both the baseline and the
+  # weights: the baseline of sample i is a function of the other costs only.
+  xs, costs = _score_function_draws(
+    (function,), params, dist_builder, key, num_samples
   )
   del key
+  (costs,) = costs
+  costs = jax.lax.stop_gradient(costs)  # [num_samples]
+  baselines = (jnp.sum(costs) - costs) / (num_samples - 1)  # [num_samples]
+  jacobians = estimators.score_jacobians(
+    params, dist_builder, xs, weights=costs - baselines
+  )
   return (jacobians, costs) if return_costs else jacobians
+
+
+def _score_function_draws(
+  functions: tuple[CostFunction, ...],
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+  """The draws of `score_function_jacobians` and each function's costs there.
+
+  Makes the same draws from `key` as
+  :func:`rgrad.estimators.score_function_jacobians` and runs the same checks
+  (with its name in the messages), for estimators that weight one set of
+  scores by several costs.
+
+  Returns:
+    ``(xs [num_samples, ...], (costs [num_samples] per function))``.
+  """
+  name = "score_function_jacobians"
+  dist = estimators._build(dist_builder, params, name)
+  for function in functions:
+    estimators._check_scalar_cost(function, dist, key, name)
+  # The draws are data here, never differentiated through.
+  xs = jax.lax.stop_gradient(dist.sample(key, (num_samples,)))
+  del key
+  all_costs = []
+  for function in functions:
+    costs = jax.vmap(function)(xs)
+    chex.assert_shape(costs, (num_samples,))
+    estimators._check_finite(costs, name)
+    all_costs.append(costs)
+  return xs, tuple(all_costs)
 
 
 # ---------------------------------------------------------------------------
@@ -591,11 +602,103 @@ def estimate_control_variate_coefficients(
 
 
 def _coefficients(estimator_fn, function, cv, params, dist_builder, key, n):
-  # One key for both: common random numbers, g and g_h at the same draws.
-  f_jacobians = estimator_fn(function, params, dist_builder, key, n)
-  h_jacobians = estimator_fn(cv.value, params, dist_builder, key, n)
+  f_jacobians, h_jacobians, _ = _paired_jacobians(
+    estimator_fn, function, cv, params, dist_builder, key, n
+  )
   del key
   return _optimal_coefficients(f_jacobians, h_jacobians)
+
+
+def _paired_jacobians(
+  estimator_fn: Estimator,
+  function: CostFunction,
+  cv: ControlVariate,
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+) -> tuple[Params, Params, jax.Array]:
+  """Per-sample jacobians of `function` and of ``cv.value`` at the same draws.
+
+  Both are what ``estimator_fn(f, params, dist_builder, key, num_samples)``
+  returns for ``f = function`` and ``f = cv.value`` with one key (common
+  random numbers: g_i and g_{h,i} at the same draw). For the two named
+  estimators the draws, and what depends on them alone, are computed once:
+
+  * score function: one draw, one set of scores pulled back to `params`,
+    weighted by both costs (the pull-back is linear);
+  * pathwise: one draw per sample key and one VJP of the sampling path,
+    applied to both cost gradients at that draw.
+
+  Another estimator callable is called twice with the same key.
+
+  Returns:
+    ``(f_jacobians, h_jacobians, costs)``, jacobians like `params` with leaves
+    ``[num_samples, *leaf.shape]`` and ``costs = function(x_i)``
+    ``[num_samples]`` (None for an estimator callable other than the two).
+  """
+  if estimator_fn is estimators.score_function_jacobians:
+    xs, (costs, h_costs) = _score_function_draws(
+      (function, cv.value), params, dist_builder, key, num_samples
+    )
+    del key
+    scores = estimators.score_jacobians(params, dist_builder, xs)
+    f_jacobians = jax.tree.map(
+      lambda s: _broadcast_samples(costs.astype(s.dtype), s), scores
+    )
+    h_jacobians = jax.tree.map(
+      lambda s: _broadcast_samples(h_costs.astype(s.dtype), s), scores
+    )
+    return f_jacobians, h_jacobians, costs
+  if estimator_fn is estimators.pathwise_jacobians:
+    return _paired_pathwise_jacobians(
+      function, cv.value, params, dist_builder, key, num_samples
+    )
+  f_jacobians = estimator_fn(function, params, dist_builder, key, num_samples)
+  h_jacobians = estimator_fn(cv.value, params, dist_builder, key, num_samples)
+  del key
+  return f_jacobians, h_jacobians, None
+
+
+def _paired_pathwise_jacobians(
+  function: CostFunction,
+  h: CostFunction,
+  params: Params,
+  dist_builder: DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+) -> tuple[Params, Params, jax.Array]:
+  """:func:`rgrad.estimators.pathwise_jacobians` of `function` and `h`, fused.
+
+  The same per-sample keys, draws, checks (under that estimator's name) and
+  NaN rows for non-finite costs as two calls of it with one key; the sampling
+  path ``params -> x`` is traced and transposed once per sample and its VJP
+  applied to both cost gradients, so any reparameterization works, Gamma's
+  implicit one included.
+  """
+  name = "pathwise_jacobians"
+  dist = estimators._build(dist_builder, params, name)
+  estimators._check_reparameterized(dist, name)
+  estimators._check_scalar_cost(function, dist, key, name)
+  estimators._check_scalar_cost(h, dist, key, name)
+  keys = jax.random.split(key, num_samples)
+  del key
+
+  def one_sample(sample_key):
+    x, pullback = jax.vjp(lambda p: dist_builder(p).sample(sample_key), params)
+    cost, dx = jax.value_and_grad(lambda x: jnp.asarray(function(x)))(x)
+    h_cost, dx_h = jax.value_and_grad(lambda x: jnp.asarray(h(x)))(x)
+    (jacobian,) = pullback(dx)
+    (h_jacobian,) = pullback(dx_h)
+    return cost, h_cost, jacobian, h_jacobian
+
+  costs, h_costs, f_jacobians, h_jacobians = jax.vmap(one_sample)(keys)
+  chex.assert_shape((costs, h_costs), (num_samples,))
+  estimators._check_finite(costs, name)
+  estimators._check_finite(h_costs, name)
+  f_jacobians = estimators._poison_non_finite(f_jacobians, costs)
+  h_jacobians = estimators._poison_non_finite(h_jacobians, h_costs)
+  return f_jacobians, h_jacobians, costs
 
 
 def _broadcast_coefficient(coefficient: Any, params: Params) -> Params:
@@ -716,13 +819,19 @@ def control_variate_jacobians(
 
   # The same key for f and h: common random numbers, so that g_i and g_{h,i}
   # are evaluated at the same draw and their difference is small.
-  extra = {"return_costs": True} if return_costs else {}
-  f_out = estimator_fn(
-    function, params, dist_builder, key, num_samples, **extra
-  )
-  h_jacobians = estimator_fn(cv.value, params, dist_builder, key, num_samples)
+  if return_costs and estimator_fn not in (
+    estimators.score_function_jacobians,
+    estimators.pathwise_jacobians,
+  ):
+    f_jacobians, costs = estimator_fn(
+      function, params, dist_builder, key, num_samples, return_costs=True
+    )
+    h_jacobians = estimator_fn(cv.value, params, dist_builder, key, num_samples)
+  else:
+    f_jacobians, h_jacobians, costs = _paired_jacobians(
+      estimator_fn, function, cv, params, dist_builder, key, num_samples
+    )
   del key
-  f_jacobians, costs = f_out if return_costs else (f_out, None)
 
   def combine(g, g_h, expected, c):
     # g, g_h: [num_samples, *leaf.shape]; expected, c: leaf.shape or [].
@@ -921,7 +1030,7 @@ def antithetic_score_function_jacobians(
   samples = jnp.concatenate([half, 2.0 * center - half], axis=0)
   costs = jax.vmap(function)(samples)  # [num_samples]
   _check_finite(costs)
-  jacobians = _pulled_back_scores(
-    params, dist_builder, dist, samples, costs - jnp.asarray(baseline)
+  jacobians = estimators.score_jacobians(
+    params, dist_builder, samples, weights=costs - jnp.asarray(baseline)
   )
   return (jacobians, costs) if return_costs else jacobians
