@@ -15,7 +15,11 @@ Gaussian :math:`N(\mu, \mathrm{diag}\,\sigma^2)` in ``d`` dimensions:
   cost, which every score-function estimator should beat;
 * the measure-valued estimator evaluates the cost ``4 d`` times per sample
   (a pair per coordinate for the means and for the scales), so it is also
-  compared with its own floor: the same draws plus ``4 d`` cost evaluations.
+  compared with its own floor: the same draws plus ``4 d`` cost evaluations;
+* the delta-method control variate :math:`h` is a dense quadratic form,
+  :math:`O(d^2)` per sample against the :math:`O(d)` cost, so the delta method
+  is also compared with its own floor: the same draws, evaluating the cost and
+  :math:`h` (no gradient).
 
 Every program is jitted and compiled first and run once to warm up; then
 ``num_repeats`` rounds each run every program once, interleaved so that the
@@ -37,13 +41,14 @@ Outputs in ``workdir``:
     {"config": {...}, "device": str, "jax_version": str,
      "floor_s_per_sample": float, "naive_score_function_s_per_sample": float,
      "measure_valued_floor_s_per_sample": float,
+     "delta_method_floor_s_per_sample": float | null,
      "estimators": {name: {"median_s": float, "min_s": float,
                            "times_s": [float], "num_samples": int,
                            "s_per_sample": float, "s_per_sample_min": float,
                            "ratio_to_floor": float,       # medians
                            "ratio_to_floor_min": float,   # minima
                            "ratio_to_naive_score_function": float,
-                           "ratio_to_own_floor": float,   # measure-valued
+                           "ratio_to_own_floor": float,   # MV, delta
                            "ratio_to_own_floor_min": float,  # likewise
                            "within_target": bool}},     # on the medians
      "programs": {name: {...same timing fields...}},  # the floors and naive
@@ -86,6 +91,12 @@ from rgrad import distributions
 from rgrad import estimators
 
 _MEASURE_VALUED = ("measure_valued_coupled", "measure_valued_uncoupled")
+# Estimators compared with a floor of their own as well: name -> that floor.
+_OWN_FLOORS = {
+  "measure_valued_coupled": "measure_valued_floor",
+  "measure_valued_uncoupled": "measure_valued_floor",
+  "delta_method": "delta_method_floor",
+}
 
 # Draws -> a pytree of per-sample values [n, ...]: what every timed program
 # computes per chunk.
@@ -211,6 +222,23 @@ def _floor_fn(cost, params, num_evaluations: int) -> ChunkFn:
     shifts = jnp.arange(num_evaluations, dtype=x.dtype)[:, None] / dim
     xs = x[:, None, :] + shifts  # [n, k, d]
     return jax.vmap(jax.vmap(cost))(xs)  # [n, k]
+
+  return chunk_fn
+
+
+def _delta_method_floor_fn(cost, params) -> ChunkFn:
+  """Draws, and evaluates the cost and the delta-method control variate.
+
+  The delta method's own floor: no gradient, but the dense quadratic form
+  h(x) that it evaluates per sample on top of the cost.
+  """
+  h = control_variates.delta_method_control_variate(
+    cost, params, _normal_builder
+  ).value
+
+  def chunk_fn(key, n):
+    x = _normal_builder(params).sample(key, (n,))  # [n, d]
+    return jnp.stack([jax.vmap(cost)(x), jax.vmap(h)(x)], axis=-1)  # [n, 2]
 
   return chunk_fn
 
@@ -407,6 +435,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       n_mv,
       chunk_mv,
     )
+  if "delta_method" in names:
+    specs["delta_method_floor"] = (
+      _delta_method_floor_fn(cost, params),
+      n,
+      chunk,
+    )
   for name in names:
     chunk_fn = functools.partial(table[name], cost, params, _normal_builder)
     is_mv = name in _MEASURE_VALUED
@@ -438,15 +472,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     record["ratio_to_floor"] = record["s_per_sample"] / floor
     record["ratio_to_floor_min"] = record["min_s"] / programs["floor"]["min_s"]
     record["ratio_to_naive_score_function"] = record["s_per_sample"] / naive
-    if name in _MEASURE_VALUED:
-      own_program = programs["measure_valued_floor"]
+    if name in _OWN_FLOORS:
+      own_program = programs[_OWN_FLOORS[name]]
       own = own_program["s_per_sample"]
       record["ratio_to_own_floor"] = record["s_per_sample"] / own
       record["ratio_to_own_floor_min"] = record["min_s"] / own_program["min_s"]
+    if name in _MEASURE_VALUED:
+      # 4 d cost evaluations per sample are the estimator's definition.
       record["within_target"] = (
         record["ratio_to_own_floor"] <= config.target_ratio
       )
     else:
+      # The delta method is held to the common floor; its own floor (the
+      # O(d^2) control variate) is reported beside it.
       record["within_target"] = record["ratio_to_floor"] <= config.target_ratio
     results_estimators[name] = record
 
@@ -464,6 +502,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     "naive_score_function_s_per_sample": naive,
     "measure_valued_floor_s_per_sample": programs.get(
       "measure_valued_floor", {}
+    ).get("s_per_sample"),
+    "delta_method_floor_s_per_sample": programs.get(
+      "delta_method_floor", {}
     ).get("s_per_sample"),
     "programs": programs,
     "estimators": results_estimators,
