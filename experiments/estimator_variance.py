@@ -13,7 +13,19 @@ the variance of the single-sample estimators of :math:`\partial_\mu E[f]` and
 * ``pathwise``: :func:`rgrad.estimators.pathwise_jacobians`,
 * ``score_function``: :func:`rgrad.estimators.score_function_jacobians`,
 * ``score_function_cv``: the score function with the delta-method control
-  variate, :func:`rgrad.control_variates.control_variate_jacobians`,
+  variate :math:`h` (the second-order Taylor expansion of :math:`f` at
+  :math:`\mu`), :func:`rgrad.control_variates.control_variate_jacobians`,
+  with the near-optimal coefficient :math:`c^* = \mathrm{Cov}(g, g_h) /
+  \mathrm{Var}(g_h)` per grid point and parameter coordinate, estimated by
+  :func:`rgrad.control_variates.estimate_control_variate_coefficients` from an
+  independent pilot batch of ``cv_num_pilot_samples`` draws (its own key) and
+  then held fixed. Given :math:`c`, the estimates :math:`(f - c h)(x)
+  \nabla\log p(x) + c\nabla E[h]` are iid and unbiased, and their exact
+  variance is the score-function variance of :math:`f - c_\theta h`,
+  component :math:`\theta`. This is the paper's curve (the delta method with
+  an estimated coefficient); a fixed :math:`c = 1` is far *worse* than the
+  plain score function for :math:`\cos(kx)` and :math:`\exp(-kx^2)`,
+  where the quadratic :math:`h` is a poor global fit,
 * ``measure_valued``: :func:`rgrad.estimators.measure_valued_jacobians`
   (coupled by default).
 
@@ -38,7 +50,9 @@ Beyond the paper:
   only see :math:`x_1`, so their variance does not depend on ``d``; the score
   function multiplies the *whole* cost by the score of :math:`x_1`, so its
   variance grows linearly in ``d``, and the total variance (summed over all
-  ``2 d`` parameters) quadratically.
+  ``2 d`` parameters) quadratically. The delta-method control variate's
+  exact variance follows from the same decomposition with :math:`f - c h`,
+  whose mean and variance have closed forms by Stein's lemma.
 * ``sigma_sweep``: the variance against the scale :math:`\sigma` at a fixed
   :math:`k` per cost. Its (k, sigma) points are appended to the k grid, so it
   shares that program (and ``num_samples``, ``chunk_size`` and random
@@ -78,14 +92,18 @@ Outputs in ``workdir``:
         "mean": float,                      # empirical mean of the estimates
         "variance": float,                  # empirical (unbiased) variance
         "exact_mean": float,                # exact gradient (quadrature)
-        "exact_variance": float | null,     # exact single-sample variance;
-                                            # null where undefined (sf_cv)
+        "exact_variance": float,            # exact single-sample variance
+                                            # (sf_cv: given its coefficient)
         "num_samples": int,
         "stderr": float,                    # standard error of `mean`
         "mean_z": float,                    # (mean - exact_mean) / stderr
         "variance_stderr": float,           # from the 4th central moment
         "variance_z": float | null,         # (variance - exact) / its stderr
-        "variance_ratio": float | null},    # variance / exact_variance
+        "variance_ratio": float | null,     # variance / exact_variance
+                                            # (null if the latter is ~0)
+        "cv_coefficient": float | null},    # sf_cv: the pilot's c for this
+                                            # grid point and parameter
+                                            # (first coordinate); else null
        ...],
      "sigma_sweep": [...],                  # records as above with "scale"
                                             # (the sigma of the Gaussian)
@@ -109,7 +127,9 @@ Outputs in ``workdir``:
   ``num_evaluations = num_samples * (grid points summed over the costs)``:
   one sample is one single-sample estimate of both gradients at one grid
   point (all costs share one program per estimator, so the time is their
-  average; the cost functions are cheap next to the estimators' work).
+  average; the cost functions are cheap next to the estimators' work). The
+  control variate's ``run_s`` includes its pilot batch (once per device), a
+  real cost of the method.
 * ``results.csv``, ``sigma_sweep.csv``, ``dim_sweep.csv``: the records.
 * ``variance_<cost>.png``: the paper's layout, log-variance against ``k``, one
   panel per parameter, one line per estimator, exact values dashed.
@@ -161,6 +181,9 @@ _SAMPLES_AXIS = "samples"
 # Stable ids for key derivation: a cost's numbers do not depend on which other
 # costs or estimators were selected.
 _SWEEP_IDS = {"main": 0, "dim_sweep": 2}
+# The pilot batches that estimate the control-variate coefficients draw from
+# their own streams: no chunk of any sweep ever sees these numbers.
+_PILOT_IDS = {"main": 3, "dim_sweep": 4}
 # Relative accuracy of the quadrature references (rgrad.exact reaches 1e-10).
 # z-scores divide by the Monte Carlo standard error combined with it, so an
 # estimator that is exact up to roundoff (the delta method on the quadratic
@@ -255,23 +278,69 @@ def _dist_builder(params: dict[str, jax.Array]) -> distributions.Normal:
   return distributions.Normal(loc=params["mu"], scale=params["sigma"])
 
 
-def _estimator_fns(coupling: bool) -> dict[str, Callable[..., Any]]:
-  """Name -> ``f(function, params, dist_builder, key, num_samples)``."""
+class _Estimator(NamedTuple):
+  """An estimator of the sweep, optionally with a pilot stage.
+
+  Attributes:
+    sample: ``(function, params, dist_builder, key, num_samples, aux) ->``
+      jacobians, a pytree like `params` with a leading `num_samples` axis.
+    pilot: None, or ``(function, params, dist_builder, key) -> aux``, run
+      once per grid point on an independent key before any chunk; `aux` (a
+      pytree like `params`) is then fixed for every chunk.
+  """
+
+  sample: Callable[..., Any]
+  pilot: Callable[..., Any] | None = None
+
+
+def _plain(estimator: Callable[..., Any]) -> _Estimator:
+  return _Estimator(
+    sample=lambda function, params, builder, key, n, aux: estimator(
+      function, params, builder, key, n
+    )
+  )
+
+
+def _estimator_fns(
+  coupling: bool, num_pilot_samples: int
+) -> dict[str, _Estimator]:
+  """Name -> :class:`_Estimator`."""
+  # The delta method (Mohamed et al. 7.4.2) with the near-optimal coefficient
+  # c* = Cov(g, g_h) / Var(g_h), per parameter coordinate and grid point,
+  # estimated from an independent pilot batch. Given c, the per-sample
+  # estimates (f - c h) grad log p + c grad E[h] are iid and unbiased, so
+  # their empirical variance is a single-sample variance, known exactly (the
+  # score-function variance of f - c h). With c = 1 fixed instead, the
+  # variance was far *above* the plain score function's for cos(kx) and
+  # exp(-kx^2), where h is a poor global fit.
+  cv_pilot = functools.partial(
+    control_variates.estimate_control_variate_coefficients,
+    num_samples=num_pilot_samples,
+    estimator="score_function",
+    control_variate="delta",
+  )
   return {
-    "pathwise": estimators.pathwise_jacobians,
-    "score_function": estimators.score_function_jacobians,
-    # The delta method with the fixed coefficient c = 1 (Mohamed et al.
-    # 7.4.2): each sample stays an independent single-sample estimate (an
-    # estimated coefficient would be shared by a whole chunk), and its
-    # variance is the score-function variance of f - h, known exactly.
-    "score_function_cv": functools.partial(
-      control_variates.control_variate_jacobians,
-      estimator="score_function",
-      control_variate="delta",
-      coefficient=1.0,
+    "pathwise": _plain(estimators.pathwise_jacobians),
+    "score_function": _plain(estimators.score_function_jacobians),
+    "score_function_cv": _Estimator(
+      sample=lambda function, params, builder, key, n, aux: (
+        control_variates.control_variate_jacobians(
+          function,
+          params,
+          builder,
+          key,
+          n,
+          estimator="score_function",
+          control_variate="delta",
+          coefficient=aux,
+        )
+      ),
+      pilot=lambda function, params, builder, key: cv_pilot(
+        function, params, builder, key
+      ),
     ),
-    "measure_valued": functools.partial(
-      estimators.measure_valued_jacobians, coupling=coupling
+    "measure_valued": _plain(
+      functools.partial(estimators.measure_valued_jacobians, coupling=coupling)
     ),
   }
 
@@ -365,6 +434,8 @@ def parse_config(config: ml_collections.ConfigDict) -> _Parsed:
   costs = _names(config.costs, "costs", config_lib.COSTS)
   names = _names(config.estimators, "estimators", config_lib.ESTIMATORS)
   _check_chunking(config.num_samples, config.chunk_size, "")
+  _positive_int(config.cv_num_pilot_samples, "cv_num_pilot_samples", 2)
+  _positive_int(config.exact_num_points, "exact_num_points", 2)
   if not (np.isfinite(config.loc) and np.isfinite(config.scale)):
     raise ValueError("config.loc and config.scale must be finite.")
   if config.scale <= 0:
@@ -430,24 +501,32 @@ class _Program(NamedTuple):
   lowered: Any  # jax.stages.Lowered
   chunk_ids: jax.Array  # [padded], sharded over the mesh
   key_data: Any  # pytree of uint32 numpy key data, replicated
+  pilot_key_data: Any  # the same, for `pilot_fn`
   num_chunks: int
 
 
 def _lower_chunked_moments(
-  chunk_fn: Callable[[Any], Any],
+  chunk_fn: Callable[[Any, Any], Any],
   keys: Any,
   num_chunks: int,
   mesh: jax.sharding.Mesh,
+  pilot_fn: Callable[[Any], Any],
+  pilot_keys: Any,
 ) -> _Program:
   """Lowers the per-chunk central moments, chunks sharded over `mesh`.
 
   Args:
-    chunk_fn: a pytree of keys -> a pytree of per-sample values, each leaf
-      ``[chunk_size, *rest]``.
+    chunk_fn: ``(keys, aux) ->`` a pytree of per-sample values, each leaf
+      ``[chunk_size, *rest]``, for a pytree of keys.
     keys: a pytree of keys; chunk ``c`` gets ``fold_in(key, c)`` for each.
     num_chunks: number of chunks; padded up to a multiple of the device count
       (the padding chunks are computed and dropped).
     mesh: a 1-d mesh with axis ``samples``.
+    pilot_fn: ``pilot_keys -> aux``, a pytree of arrays passed to every
+      chunk. Every device computes it from the same replicated keys with the
+      same per-device program, so `aux` does not depend on the device count
+      (nor do the chunks, which all see the same `aux`).
+    pilot_keys: a pytree of keys for `pilot_fn`, used as is.
 
   Returns:
     The lowered program; compile it, then call :func:`_execute`.
@@ -460,18 +539,22 @@ def _lower_chunked_moments(
     (padded,), sharding, lambda index: all_ids[index]
   )
 
-  def local(ids, key_data):  # ids: this device's global chunk indices
+  def local(ids, key_data, pilot_key_data):  # ids: this device's chunks
+    aux = pilot_fn(jax.tree.map(jax.random.wrap_key_data, pilot_key_data))
+
     def one_chunk(chunk_id):
       chunk_keys = jax.tree.map(
         lambda k: jax.random.fold_in(jax.random.wrap_key_data(k), chunk_id),
         key_data,
       )
-      return jax.tree.map(_central_moments, chunk_fn(chunk_keys))
+      return jax.tree.map(_central_moments, chunk_fn(chunk_keys, aux))
 
     # A loop, not a vmap, over the local chunks: every chunk runs the same
     # computation whatever the number of chunks per device, so the numbers do
     # not depend on the device count.
-    return jax.lax.map(one_chunk, ids)
+    moments = jax.lax.map(one_chunk, ids)
+    # One copy of `aux` per device (all equal); the host keeps the first.
+    return jax.tree.map(lambda a: a[None], aux), moments
 
   # check_vma=False: the estimators take VJPs of closures over replicated
   # parameters with per-device cotangents, which the varying-manual-axes type
@@ -479,15 +562,17 @@ def _lower_chunked_moments(
   sharded = jax.shard_map(
     local,
     mesh=mesh,
-    in_specs=(P(_SAMPLES_AXIS), P()),
-    out_specs=P(_SAMPLES_AXIS),
+    in_specs=(P(_SAMPLES_AXIS), P(), P()),
+    out_specs=(P(_SAMPLES_AXIS), P(_SAMPLES_AXIS)),
     check_vma=False,
   )
   # Keys travel as host numpy key data: with several processes, a host value
   # is a replicated input of the global program (the same on every host).
-  key_data = jax.tree.map(lambda k: np.asarray(jax.random.key_data(k)), keys)
-  lowered = jax.jit(sharded).lower(chunk_ids, key_data)
-  return _Program(lowered, chunk_ids, key_data, num_chunks)
+  to_data = lambda k: np.asarray(jax.random.key_data(k))  # noqa: E731
+  key_data = jax.tree.map(to_data, keys)
+  pilot_key_data = jax.tree.map(to_data, pilot_keys)
+  lowered = jax.jit(sharded).lower(chunk_ids, key_data, pilot_key_data)
+  return _Program(lowered, chunk_ids, key_data, pilot_key_data, num_chunks)
 
 
 def _compile(program: _Program) -> tuple[Any, float]:
@@ -496,15 +581,19 @@ def _compile(program: _Program) -> tuple[Any, float]:
   return compiled, time.perf_counter() - start
 
 
-def _execute(program: _Program, compiled) -> tuple[Any, float]:
-  """Runs; returns (per-chunk moments as host float64 numpy, run seconds)."""
+def _execute(program: _Program, compiled) -> tuple[Any, Any, float]:
+  """Runs; returns (aux, per-chunk moments, run seconds), host float64."""
   start = time.perf_counter()
-  out = jax.block_until_ready(compiled(program.chunk_ids, program.key_data))
+  aux, out = jax.block_until_ready(
+    compiled(program.chunk_ids, program.key_data, program.pilot_key_data)
+  )
   run_s = time.perf_counter() - start
   if jax.process_count() > 1:
-    out = multihost_utils.process_allgather(out, tiled=True)
+    aux, out = multihost_utils.process_allgather((aux, out), tiled=True)
   n = program.num_chunks
-  return jax.tree.map(lambda s: np.asarray(s, np.float64)[:n], out), run_s
+  aux = jax.tree.map(lambda a: np.asarray(a, np.float64)[0], aux)
+  out = jax.tree.map(lambda s: np.asarray(s, np.float64)[:n], out)
+  return aux, out, run_s
 
 
 class Moments(NamedTuple):
@@ -574,27 +663,46 @@ def _params(loc, scale, dim: int) -> dict[str, jax.Array]:
   }
 
 
-def _grid_samples(estimator, make_problem, grid, chunk_size: int):
-  """chunk_fn: key -> {param: [chunk_size, len(grid), dim]} estimates.
+def _grid_samples(estimator: _Estimator, make_problem, grid, chunk_size: int):
+  """chunk_fn: (key, aux) -> {param: [chunk_size, len(grid), dim]} estimates.
 
   `make_problem(g) -> (function, params)` for one grid point ``g``; the grid
-  is vmapped, so the whole grid compiles once. One key serves every grid
-  point (common random numbers).
+  (and `aux`, one entry per grid point) is vmapped, so the whole grid
+  compiles once. One key serves every grid point (common random numbers).
   """
 
-  def chunk_fn(key):
-    def at(g):
+  def chunk_fn(key, aux):
+    def at(g, a):
       function, params = make_problem(g)
-      return estimator(function, params, _dist_builder, key, chunk_size)
+      return estimator.sample(
+        function, params, _dist_builder, key, chunk_size, a
+      )
 
-    return jax.vmap(at, out_axes=1)(grid)
+    return jax.vmap(at, out_axes=1)(grid, aux)
 
   return chunk_fn
 
 
-def _key(seed: int, sweep: str, cost: str, estimator: str) -> jax.Array:
+def _grid_pilot(estimator: _Estimator, make_problem, grid):
+  """pilot_fn: key -> aux with a leading grid axis ({} without a pilot)."""
+
+  def pilot_fn(key):
+    if estimator.pilot is None:
+      return {}
+
+    def at(g):
+      function, params = make_problem(g)
+      return estimator.pilot(function, params, _dist_builder, key)
+
+    return jax.vmap(at)(grid)
+
+  return pilot_fn
+
+
+def _key(seed: int, stream: int, cost: str, estimator: str) -> jax.Array:
+  """The key of one (stream, cost, estimator); `stream` from `_SWEEP_IDS`."""
   key = jax.random.key(seed)
-  key = jax.random.fold_in(key, _SWEEP_IDS[sweep])
+  key = jax.random.fold_in(key, stream)
   key = jax.random.fold_in(key, config_lib.COSTS.index(cost))
   return jax.random.fold_in(key, config_lib.ESTIMATORS.index(estimator))
 
@@ -637,22 +745,64 @@ def _record(moments: Moments, index, exact_mean, exact_variance, **fields):
   )
 
 
-def _delta_residual(f, loc):
-  r"""``f - h``, with ``h`` the delta-method control variate at ``loc``.
+def _delta_expansion(f, loc):
+  r"""The delta-method control variate's Taylor coefficients at ``loc``.
 
   :math:`h(x) = f(\mu) + f'(\mu)(x - \mu) + \tfrac12 f''(\mu)(x - \mu)^2`
-  (Mohamed et al. 7.4.2). With coefficient 1 the controlled score-function
-  estimate is :math:`(f - h)(x)\,\nabla\log p(x) + \nabla E[h]`, whose
-  variance is the score-function variance of :math:`f - h`.
+  (Mohamed et al. 7.4.2), the derivatives of the user's cost by `jax.grad`
+  (not a call into the estimators).
+
+  Returns:
+    ``(f0, f1, f2, h)`` with ``h`` the control variate as a function.
   """
   loc = jnp.asarray(loc, jnp.float64)
   f0, f1 = jax.value_and_grad(f)(loc)
   f2 = jax.grad(jax.grad(f))(loc)
-  return lambda x: f(x) - (f0 + f1 * (x - loc) + 0.5 * f2 * (x - loc) ** 2)
+
+  def h(x):
+    return f0 + f1 * (x - loc) + 0.5 * f2 * (x - loc) ** 2
+
+  return f0, f1, f2, h
 
 
-def _exact_at(cost: Cost, k, loc, scale, coupling: bool, num_points: int):
-  """Exact gradient [2] and variance [2] per estimator at one (k, scale)."""
+def _cv_variances(f, loc, scale, coefficients, num_points, shift=0.0):
+  r"""Exact variances of the delta-method CV estimator, given its c.
+
+  Given the coefficient :math:`c_\theta` of parameter :math:`\theta`, the
+  controlled estimate :math:`(f - c_\theta h)(X)\, s_\theta(X) + c_\theta
+  \partial_\theta E[h]` differs from the score-function estimate of
+  :math:`f - c_\theta h` by a constant, so its variance is that estimate's
+  (:func:`rgrad.exact.score_function_variance`), component :math:`\theta`.
+
+  Args:
+    f: the cost.
+    loc, scale: the Gaussian.
+    coefficients: [2], (c_mu, c_sigma).
+    num_points: quadrature nodes.
+    shift: a constant added to :math:`f - c h` (the dim sweep's other
+      coordinates, see `_dim_exact`).
+
+  Returns:
+    [2] variances (mu, sigma).
+  """
+  _, _, _, h = _delta_expansion(f, loc)
+
+  def variance(c, index):
+    residual = lambda x: f(x) - c * h(x) + shift  # noqa: E731
+    return exact.score_function_variance(
+      residual, loc, scale, num_points=num_points
+    )[index]
+
+  return jnp.stack([variance(coefficients[0], 0), variance(coefficients[1], 1)])
+
+
+def _exact_at(
+  cost: Cost, k, loc, scale, coupling: bool, num_points: int, coefficients
+):
+  """Exact gradient [2] and variance [2] per estimator at one (k, scale).
+
+  `coefficients` [2] are the control variate's (c_mu, c_sigma) there.
+  """
   f = lambda x: cost.fn(x, k)  # noqa: E731
   kw = dict(num_points=num_points)
   return (
@@ -662,14 +812,75 @@ def _exact_at(cost: Cost, k, loc, scale, coupling: bool, num_points: int):
       "score_function": jnp.stack(
         exact.score_function_variance(f, loc, scale, **kw)
       ),
-      "score_function_cv": jnp.stack(
-        exact.score_function_variance(_delta_residual(f, loc), loc, scale, **kw)
+      "score_function_cv": _cv_variances(
+        f, loc, scale, coefficients, num_points
       ),
       "measure_valued": jnp.stack(
         exact.measure_valued_variance(f, loc, scale, coupling=coupling, **kw)
       ),
     },
   )
+
+
+def _residual_moments(cost: Cost, k, loc, scale, c):
+  r"""Closed-form mean and variance of :math:`g = f - c\,h` under N(loc, s²).
+
+  With :math:`a = X - \mu \sim N(0, \sigma^2)`, :math:`h = f_0 + f_1 a +
+  \tfrac12 f_2 a^2` and :math:`m(\mu) = E f(X)` in closed form (`Cost`),
+  Stein's lemma gives :math:`E[f a] = \sigma^2 m'(\mu)` and
+  :math:`E[f a^2] = \sigma^2 m + \sigma^4 m''(\mu)`, so
+
+  .. math::
+    E h = f_0 + \tfrac12 f_2\sigma^2, \quad
+    \mathrm{Var}\, h = f_1^2\sigma^2 + \tfrac12 f_2^2\sigma^4, \quad
+    \mathrm{Cov}(f, h) = f_1\sigma^2 m' + \tfrac12 f_2\sigma^4 m''.
+  """
+  f0, f1, f2, _ = _delta_expansion(lambda x: cost.fn(x, k), loc)
+  mean_f, var_f = cost.moments(k, loc, scale)
+  m = lambda mu: cost.moments(k, mu, scale)[0]  # noqa: E731
+  m1 = jax.grad(m)(jnp.asarray(loc, jnp.float64))
+  m2 = jax.grad(jax.grad(m))(jnp.asarray(loc, jnp.float64))
+  s2 = scale**2
+  mean_h = f0 + 0.5 * f2 * s2
+  var_h = f1**2 * s2 + 0.5 * f2**2 * s2**2
+  cov = f1 * s2 * m1 + 0.5 * f2 * s2**2 * m2
+  return mean_f - c * mean_h, var_f - 2 * c * cov + c**2 * var_h
+
+
+def _dim_cv_variances(cost: Cost, k, loc, scale, d, coefficients, num_points):
+  r"""The dim sweep's delta-method CV variance, one coordinate, given c.
+
+  For :math:`F = \sum_{i \le d} f(x_i)` the delta method's :math:`H =
+  \sum_i h(x_i)` (the Hessian is diagonal), and coordinate 1's coefficient
+  :math:`c` multiplies all of :math:`H`: its estimate is
+  :math:`(g(x_1) + S)\,s(x_1)` up to a constant, with :math:`g = f - c h` and
+  :math:`S = \sum_{1 < i \le d} g(x_i)` independent of :math:`x_1`. As for
+  the plain score function (see `_dim_exact`) the variance is
+  :math:`V(E S) + \mathrm{Var}(S)\,E[s^2]`, :math:`V(b)` the 1-d variance of
+  :math:`g + b`, with :math:`E S` and :math:`\mathrm{Var}\, S` from
+  :func:`_residual_moments`. By exchangeability this holds for every active
+  coordinate with its own c.
+
+  Args:
+    cost, k, loc, scale: the problem (every coordinate alike).
+    d: the dimension (float).
+    coefficients: [2], (c_mu, c_sigma) of the coordinate.
+    num_points: quadrature nodes.
+
+  Returns:
+    [2] variances (mu, sigma).
+  """
+  f = lambda x: cost.fn(x, k)  # noqa: E731
+  score_sq = (1.0 / scale**2, 2.0 / scale**2)  # E[s^2] for mu, sigma
+  out = []
+  for index in range(2):
+    c = coefficients[index]
+    mean_g, var_g = _residual_moments(cost, k, loc, scale, c)
+    both = _cv_variances(
+      f, loc, scale, jnp.stack([c, c]), num_points, shift=(d - 1) * mean_g
+    )
+    out.append(both[index] + (d - 1) * var_g * score_sq[index])
+  return jnp.stack(out)
 
 
 def _points(config, parsed, cost: str) -> np.ndarray:
@@ -683,13 +894,22 @@ def _points(config, parsed, cost: str) -> np.ndarray:
   return np.concatenate(points)
 
 
-def _exact_references(config, parsed) -> dict[str, Any]:
+def _exact_references(config, parsed, coefficients) -> dict[str, Any]:
   r"""Every exact reference, in one compiled program.
+
+  Args:
+    config: the config.
+    parsed: `parse_config(config)`.
+    coefficients: cost -> {"points": [G, 2] control-variate coefficients
+      (c_mu, c_sigma) at `_points`, and with the dim sweep "dim":
+      [len(dims), max(dims), 2] per coordinate}; zeros when the control
+      variate is not run.
 
   Returns:
     cost -> {"points": (grad [2, G], {estimator: variance [2, G]}) at
     `_points`, and, with the dim sweep, "dim": (grad [2], {estimator:
-    first-coordinate variance [2, len(dims)] or None})}; the parameters
+    first-coordinate variance [2, len(dims)]}, {estimator: variance summed
+    over the d active coordinates [2, len(dims)]})}; the parameters
     (mu, sigma) on the first axis.
   """
   loc, scale, coupling = config.loc, config.scale, config.coupling
@@ -705,13 +925,17 @@ def _exact_references(config, parsed) -> dict[str, Any]:
   }
 
   @jax.jit
-  def compute(points, shifts):
+  def compute(points, shifts, coefficients):
     out = {}
     for c, cost in ((c, COSTS[c]) for c in points):
-      at = lambda g, cost=cost: _exact_at(  # noqa: E731
-        cost, g[0], loc, g[1], coupling, num_points
+      at = lambda g, cv, cost=cost: _exact_at(  # noqa: E731
+        cost, g[0], loc, g[1], coupling, num_points, cv
       )
-      out[c] = {"points": jax.vmap(at, out_axes=(1, 1))(points[c])}
+      out[c] = {
+        "points": jax.vmap(at, out_axes=(1, 1))(
+          points[c], coefficients[c]["points"]
+        )
+      }
       if len(dims):
         k = config.dim_sweep.k[c]
 
@@ -721,13 +945,23 @@ def _exact_references(config, parsed) -> dict[str, Any]:
             exact.score_function_variance(f, loc, scale, num_points=num_points)
           )
 
+        def cv_at(d, cv, cost=cost, k=k):  # cv: [2] of one coordinate
+          return _dim_cv_variances(cost, k, loc, scale, d, cv, num_points)
+
         out[c]["dim_point"] = _exact_at(
-          cost, k, loc, scale, coupling, num_points
+          cost, k, loc, scale, coupling, num_points, jnp.zeros(2)
         )
         out[c]["dim_shifted"] = jax.vmap(shifted, out_axes=1)(shifts[c])
+        # [len(dims), max_dim, 2]: every coordinate with its own c.
+        out[c]["dim_cv"] = jax.vmap(jax.vmap(cv_at, (None, 0)))(
+          jnp.asarray(dims), coefficients[c]["dim"]
+        )
     return out
 
-  out = jax.tree.map(np.asarray, compute(points, shifts))
+  out = jax.tree.map(
+    np.asarray,
+    compute(points, shifts, jax.tree.map(jnp.asarray, coefficients)),
+  )
   for c in parsed.costs:
     if len(dims):
       out[c]["dim"] = _dim_exact(
@@ -738,6 +972,7 @@ def _exact_references(config, parsed) -> dict[str, Any]:
         dims,
         out[c].pop("dim_point"),
         out[c].pop("dim_shifted"),
+        out[c].pop("dim_cv"),
       )
   return out
 
@@ -766,20 +1001,33 @@ def _run_jobs(jobs: list[_Job], seed: int, estimator_fns, mesh):
   """
   programs = []
   for job in jobs:
-    chunk_fns = {
-      c: _grid_samples(
-        estimator_fns[job.estimator], make_problem, grid, job.chunk_size
+    estimator = estimator_fns[job.estimator]
+    chunk_fns, pilot_fns = {}, {}
+    for c, (make_problem, grid) in job.problems.items():
+      chunk_fns[c] = _grid_samples(
+        estimator, make_problem, grid, job.chunk_size
       )
-      for c, (make_problem, grid) in job.problems.items()
+      pilot_fns[c] = _grid_pilot(estimator, make_problem, grid)
+    # All costs in one program: one compile per (sweep, estimator), the pilot
+    # stage included.
+    chunk_fn = lambda keys, aux, fns=chunk_fns: {  # noqa: E731
+      c: fn(keys[c], aux[c]) for c, fn in fns.items()
     }
-    # All costs in one program: one compile per (sweep, estimator).
-    chunk_fn = lambda keys, fns=chunk_fns: {  # noqa: E731
+    pilot_fn = lambda keys, fns=pilot_fns: {  # noqa: E731
       c: fn(keys[c]) for c, fn in fns.items()
     }
-    keys = {c: _key(seed, job.sweep, c, job.estimator) for c in job.problems}
+    keys, pilot_keys = (
+      {c: _key(seed, ids[job.sweep], c, job.estimator) for c in job.problems}
+      for ids in (_SWEEP_IDS, _PILOT_IDS)
+    )
     programs.append(
       _lower_chunked_moments(
-        chunk_fn, keys, job.num_samples // job.chunk_size, mesh
+        chunk_fn,
+        keys,
+        job.num_samples // job.chunk_size,
+        mesh,
+        pilot_fn,
+        pilot_keys,
       )
     )
   workers = max(1, min(len(programs), os.cpu_count() or 1))
@@ -789,7 +1037,7 @@ def _run_jobs(jobs: list[_Job], seed: int, estimator_fns, mesh):
   for job, program, (executable, compile_s) in zip(
     jobs, programs, compiled, strict=True
   ):
-    stats, run_s = _execute(program, executable)
+    aux, stats, run_s = _execute(program, executable)
     results = {
       c: {p: merge_moments(stats[c][p], job.chunk_size) for p in PARAMS}
       for c in job.problems
@@ -811,7 +1059,7 @@ def _run_jobs(jobs: list[_Job], seed: int, estimator_fns, mesh):
       run_s,
       1e6 * run_s / evaluations,
     )
-    out[(job.sweep, job.estimator)] = (results, timing)
+    out[(job.sweep, job.estimator)] = (results, timing, aux)
   return out
 
 
@@ -836,6 +1084,33 @@ def _main_jobs(config, parsed) -> list[_Job]:
   ]
 
 
+def _cv_coefficients(config, parsed, out) -> dict[str, dict[str, Any]]:
+  """The control variate's coefficients, as `_exact_references` takes them.
+
+  Returns:
+    cost -> {"points": [G, 2], "dim": [len(dims), max(dims), 2]} (c_mu,
+    c_sigma) on the last axis; zeros (unused) when ``score_function_cv`` was
+    not run.
+  """
+  run_cv = "score_function_cv" in parsed.estimators
+  result = {}
+  for c in parsed.costs:
+    shapes = {"points": (len(_points(config, parsed, c)), 1)}
+    sweeps = {"points": "main"}
+    if parsed.dims:
+      shapes["dim"] = (len(parsed.dims), max(parsed.dims))
+      sweeps["dim"] = "dim_sweep"
+    result[c] = {}
+    for field, shape in shapes.items():
+      if run_cv:
+        aux = out[(sweeps[field], "score_function_cv")][2][c]
+        values = np.stack([aux[p] for p in PARAMS], axis=-1)  # [*shape, 2]
+      else:
+        values = np.zeros((*shape, 2))
+      result[c][field] = values[:, 0] if field == "points" else values
+  return result
+
+
 def _main_records(config, parsed, out, references):
   """Records of the k grids and of the sigma sweep."""
   records, sigma_records = [], []
@@ -848,21 +1123,23 @@ def _main_records(config, parsed, out, references):
       if not main:
         fields["scale"] = float(scale)
       for name in parsed.estimators:
+        results, _, aux = out[("main", name)]
         for j, p in enumerate(PARAMS):
           record = _record(
-            _first(out[("main", name)][0][c][p]),
+            _first(results[c][p]),
             i,
             exact_mean[j, i],
             exact_var[name][j, i],
             **fields,
             estimator=name,
             param=p,
+            cv_coefficient=float(aux[c][p][i, 0]) if aux[c] else None,
           )
           (records if main else sigma_records).append(record)
   return records, sigma_records
 
 
-def _dim_exact(cost: Cost, k, loc, scale, dims, at_point, shifted):
+def _dim_exact(cost: Cost, k, loc, scale, dims, at_point, shifted, cv):
   r"""Exact first-coordinate variances for :math:`F(x) = \sum_i f(x_i)`.
 
   Pathwise and measure-valued estimates of :math:`\partial_{\theta_1}` depend
@@ -873,8 +1150,8 @@ def _dim_exact(cost: Cost, k, loc, scale, dims, at_point, shifted):
   score-function variance of :math:`f + c`, :math:`E S = (d-1) E f`,
   :math:`\mathrm{Var}\, S = (d-1) \mathrm{Var} f` (closed forms in `Cost`),
   and :math:`E[s^2] = 1/\sigma^2` (mu), :math:`2/\sigma^2` (sigma). The
-  delta-method control variate's :math:`f - h` has no closed-form moments,
-  so its d > 1 reference is left undefined (None).
+  delta-method control variate's is the same with :math:`f - c h` in place
+  of :math:`f` (`_dim_cv_variances`), per coordinate with its own c.
 
   Args:
     cost: the cost.
@@ -884,24 +1161,28 @@ def _dim_exact(cost: Cost, k, loc, scale, dims, at_point, shifted):
     dims: [D] dimensions.
     at_point: `_exact_at` at (k, scale): (grad [2], {estimator: [2]}).
     shifted: [2, D], the 1-d score-function variance of f + (d - 1) E f.
+    cv: [D, max(dims), 2], the control variate's variance per coordinate.
 
   Returns:
-    (exact_mean [2], {estimator: [2][D] values, None where undefined}).
+    (exact_mean [2], {estimator: [2, D] first coordinate}, {estimator:
+    [2, D] summed over the d active coordinates}).
   """
   grad, variances = at_point
   f_var = float(cost.moments(k, loc, scale)[1])
   score_sq = np.array([1.0, 2.0])[:, None] / scale**2
   ones = np.ones_like(dims)
-  return grad, {
+  first = {
     "pathwise": variances["pathwise"][:, None] * ones,
     "score_function": shifted + score_sq * (dims - 1) * f_var,
     "measure_valued": variances["measure_valued"][:, None] * ones,
-    # Known for d = 1 only (None elsewhere).
-    "score_function_cv": [
-      [v if d == 1 else None for d in dims]
-      for v in variances["score_function_cv"]
-    ],
+    "score_function_cv": cv[:, 0, :].T,
   }
+  # Coordinates are exchangeable: the plain estimators' total is d times the
+  # first coordinate's; the control variate's has one c per coordinate.
+  total = {n: v * dims for n, v in first.items()}
+  masks = _dim_masks(dims.astype(int))  # [D, max_dim]
+  total["score_function_cv"] = np.einsum("dm,dmp->pd", masks, cv)
+  return grad, first, total
 
 
 def _dim_masks(dims: Sequence[int]) -> np.ndarray:
@@ -933,27 +1214,26 @@ def _dim_records(config, parsed, out, references):
   masks = _dim_masks(dims)
   records = []
   for c in parsed.costs:
-    exact_mean, exact_var = references[c]["dim"]
+    exact_mean, exact_var, exact_total = references[c]["dim"]
     for i, d in enumerate(dims):
       for name in parsed.estimators:
+        results, _, aux = out[("dim_sweep", name)]
         for j, p in enumerate(PARAMS):
-          moments = out[("dim_sweep", name)][0][c][p]  # [len(dims), max_dim]
-          ev = exact_var[name]
+          moments = results[c][p]  # fields [len(dims), max_dim]
           record = _record(
             _first(moments),
             i,
             exact_mean[j],
-            ev[j][i],
+            exact_var[name][j, i],
             cost=c,
             k=float(sweep.k[c]),
             dim=int(d),
             estimator=name,
             param=p,
+            cv_coefficient=float(aux[c][p][i, 0]) if aux[c] else None,
           )
           record["total_variance"] = float(moments.variance[i][masks[i]].sum())
-          record["exact_total_variance"] = (
-            None if ev[j][i] is None else float(d * ev[j][i])
-          )
+          record["exact_total_variance"] = float(exact_total[name][j, i])
           records.append(record)
   return records
 
@@ -974,7 +1254,7 @@ def _write_csv(path: str, records: list[dict[str, Any]]) -> None:
 
 def _print_table(records, costs, names) -> None:
   """Empirical (exact) variance, per cost and parameter, one row per k."""
-  width = 24
+  width = 26
   for cost in costs:
     for p in PARAMS:
       rows = [r for r in records if r["cost"] == cost and r["param"] == p]
@@ -987,7 +1267,7 @@ def _print_table(records, costs, names) -> None:
           exact_v = r["exact_variance"]
           ex = "  -  " if exact_v is None else f"{exact_v:.3g}"
           z = "" if r["variance_z"] is None else f" {r['variance_z']:+.1f}"
-          cells.append(f"{r['variance']:.3g} ({ex}){z}".rjust(width))
+          cells.append(f" {r['variance']:.3g} ({ex}){z}".rjust(width))
         print(f"{k:7.3f} " + "".join(cells))
 
 
@@ -1001,6 +1281,14 @@ _COLORS = {
   "score_function": "tab:orange",
   "score_function_cv": "tab:green",
   "measure_valued": "tab:red",
+}
+
+
+_LABELS = {
+  "pathwise": "pathwise",
+  "score_function": "score function",
+  "score_function_cv": "score function + delta CV (estimated c)",
+  "measure_valued": "measure-valued",
 }
 
 
@@ -1033,13 +1321,13 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       # Roundoff-level "variances" (the delta method on the quadratic cost,
       # where the estimator is exact) cannot sit on a log axis with the rest.
       shown = ys > _ZERO_VARIANCE
-      tag = "" if shown.any() else " (zero: h = f)"
+      tag = "" if shown.any() else " (zero: h = f, off the log axis)"
       ax.plot(
         xs[shown],
         ys[shown],
         ".-",
         color=_COLORS[n],
-        label=n + tag,
+        label=_LABELS[n] + tag,
         lw=1.5,
         ms=4,
       )
@@ -1209,7 +1497,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     jax.devices()[0].platform,
     jax.process_count(),
   )
-  estimator_fns = _estimator_fns(config.coupling)
+  estimator_fns = _estimator_fns(config.coupling, config.cv_num_pilot_samples)
 
   jobs = _main_jobs(config, parsed)
   if config.dim_sweep.enabled:
@@ -1219,14 +1507,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   out = _run_jobs(jobs, config.seed, estimator_fns, mesh)
   phases["estimators_s"] = time.perf_counter() - phase_start
   phase_start = time.perf_counter()
-  references = _exact_references(config, parsed)
+  references = _exact_references(
+    config, parsed, _cv_coefficients(config, parsed, out)
+  )
   phases["exact_s"] = time.perf_counter() - phase_start
   records, sigma_records = _main_records(config, parsed, out, references)
   dim_records = (
     _dim_records(config, parsed, out, references) if parsed.dims else []
   )
-  main_timings = [t for (s, _), (_, t) in out.items() if s == "main"]
-  dim_timings = [t for (s, _), (_, t) in out.items() if s == "dim_sweep"]
+  main_timings = [t for (s, _), (_, t, _) in out.items() if s == "main"]
+  dim_timings = [t for (s, _), (_, t, _) in out.items() if s == "dim_sweep"]
 
   def max_abs(field):
     values = [

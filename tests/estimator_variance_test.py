@@ -23,8 +23,8 @@ from rgrad import exact  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Samples for the agreement test: 5 chunks, so 4 devices need padding.
-_NUM_SAMPLES = 5_000
-_CHUNK_SIZE = 1_000
+_NUM_SAMPLES = 20_000
+_CHUNK_SIZE = 4_000
 _REQUIRED = (
   "cost",
   "k",
@@ -164,9 +164,15 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
     self.assertLen(dim_records, 3 * 2 * 4 * 2)
     for r in dim_records:
       self.assertIn(r["dim"], (1, 3))
-      # The delta-method CV's reference exists for d = 1 only.
-      undefined = r["estimator"] == "score_function_cv" and r["dim"] > 1
-      self.assertEqual(r["exact_variance"] is None, undefined)
+      self.assertIsInstance(r["exact_variance"], float)
+      self.assertIsInstance(r["exact_total_variance"], float)
+    for r in _all_records(self.results):
+      # The pilot-estimated coefficient, for the control variate only.
+      if r["estimator"] == "score_function_cv":
+        self.assertIsInstance(r["cv_coefficient"], float)
+        self.assertTrue(math.isfinite(r["cv_coefficient"]))
+      else:
+        self.assertIsNone(r["cv_coefficient"])
     self.assertEqual(self.results["config"]["num_samples"], _NUM_SAMPLES)
 
   def test_empirical_agrees_with_exact(self):
@@ -178,15 +184,72 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
       if r["variance_z"] is not None:
         self.assertLess(abs(r["variance_z"]), 5.0, r)
         checked += 1
-    # All but the delta-method CV in d = 3 (no reference): 168 - 6.
-    self.assertEqual(checked, 162)
+    # Every record has a reference (the control variate's given its c).
+    self.assertEqual(checked, 168)
+    for r in self.results["dim_sweep"]:
+      # The total over the d coordinates, from the same draws.
+      total, exact_total = r["total_variance"], r["exact_total_variance"]
+      if exact_total > 1e-20:
+        self.assertLess(abs(total / exact_total - 1.0), 0.3, r)
+      else:
+        self.assertLess(total, 1e-20, r)
 
   def test_zero_variance_control_variate_on_quadratic(self):
-    # The delta method's h equals (x - k)^2: the estimator is exact.
-    for r in self.results["records"]:
+    # The delta method's h equals (x - k)^2: c* = 1 and the estimator is exact.
+    for r in self.results["records"] + self.results["dim_sweep"]:
       if r["cost"] == "square" and r["estimator"] == "score_function_cv":
+        self.assertAlmostEqual(r["cv_coefficient"], 1.0, delta=1e-9)
         self.assertLess(r["variance"], 1e-20)
         self.assertAlmostEqual(r["mean"], r["exact_mean"], delta=1e-10)
+
+  def test_control_variate_near_optimal(self):
+    # Given c, Var(c) = V0 - 2c C + c^2 H (V0 the plain score function's) is
+    # minimal at c* = C / H. The pilot's c misses c* by O(1/sqrt(pilot)),
+    # which costs H (c - c*)^2, about kappa / pilot relative to V(c*) with
+    # kappa = E[g_h^2 r^2] / (E[g_h^2] E[r^2]) <= ~50 here (0.5% at 10^4
+    # draws at worst, cos(8x)). c = 1 fixed, as before, was 10^2-10^4 times
+    # worse than V0 for cos(kx). C and H come from exact variances at c = +-1.
+    config = self.results["config"]
+    loc = config["loc"]
+    records = [
+      r
+      for r in self.results["records"] + self.results["sigma_sweep"]
+      if r["estimator"] in ("score_function", "score_function_cv")
+    ]
+    rows = {}
+    for r in records:
+      key = (r["cost"], r["k"], r.get("scale", config["scale"]), r["param"])
+      rows.setdefault(key, {})[r["estimator"]] = r
+    self.assertLen(rows, 30)
+    for (cost, k, scale, param), by_name in rows.items():
+      f = lambda x, cost=cost, k=k: ev.COSTS[cost].fn(x, k)  # noqa: E731
+      j = ev.PARAMS.index(param)
+      v_plus, v_minus = (
+        float(
+          ev._cv_variances(
+            f, loc, scale, jnp.full(2, c), config["exact_num_points"]
+          )[j]
+        )
+        for c in (1.0, -1.0)
+      )
+      v0 = by_name["score_function"]["exact_variance"]
+      cv = by_name["score_function_cv"]
+      curvature = 0.5 * (v_plus + v_minus) - v0  # H
+      slope = 0.25 * (v_minus - v_plus)  # C
+      c_star = slope / curvature
+      v_star = v0 - slope * c_star
+      c = cv["cv_coefficient"]
+      key = (cost, k, scale, param, c, c_star)
+      # The quadratic through the three exact values reproduces V(c).
+      np.testing.assert_allclose(
+        v0 - 2 * c * slope + c**2 * curvature,
+        cv["exact_variance"],
+        rtol=1e-8,
+        atol=1e-12,
+        err_msg=str(key),
+      )
+      self.assertLessEqual(cv["exact_variance"], 1.05 * v_star + 1e-12, key)
+      self.assertLessEqual(cv["exact_variance"], 1.05 * v0, key)
 
   def test_paper_shapes(self):
     # Figure 2: (x - k)^2, pathwise flat in k (4 and 8), score function
@@ -344,6 +407,82 @@ class CostMomentsTest(parameterized.TestCase):
       np.testing.assert_allclose(got, tuple(expected), rtol=1e-9, atol=1e-12)
 
 
+def _cos_variances(k, mu, sigma):
+  """Closed-form pathwise and score-function variances for cos(kx).
+
+  With b = k sigma, a = 2 k sigma, phi(t) = e^{-t^2/2} and E[eps^m e^{it eps}]
+  = (-i)^m phi^(m)(t): E[e^{it eps} eps^2] = (1 - t^2) phi(t),
+  E[e^{it eps}(eps^2 - 1)^2] = (t^4 - 4t^2 + 2) phi(t); cos^2 = (1 + cos 2kx)
+  / 2 and sin^2 = (1 - cos 2kx) / 2.
+  """
+  b, a = k * sigma, 2.0 * k * sigma
+  c2 = np.cos(2.0 * k * mu) * np.exp(-0.5 * a**2)
+  sin_m = np.sin(k * mu) * np.exp(-0.5 * b**2)
+  cos_m = np.cos(k * mu) * np.exp(-0.5 * b**2)
+  return {
+    "pathwise": np.stack(
+      [
+        k**2 * (1.0 - c2) / 2.0 - (k * sin_m) ** 2,
+        k**2 * ((1.0 - c2 * (1.0 - a**2)) / 2.0 - (b * cos_m) ** 2),
+      ]
+    ),
+    "score_function": np.stack(
+      [
+        (1.0 + c2 * (1.0 - a**2)) / 2.0 - (b * sin_m) ** 2,
+        (2.0 + c2 * (a**4 - 4.0 * a**2 + 2.0)) / 2.0 - (b**2 * cos_m) ** 2,
+      ]
+    )
+    / sigma**2,
+  }
+
+
+class DefaultGridResolvedTest(absltest.TestCase):
+  def test_cos_grid_against_closed_forms(self):
+    # The default cos grid reaches k = 10 (sin(10x)^2 oscillates like
+    # cos(20x)) and the sigma sweep k sigma = 6: exact_num_points resolves
+    # every point (100 nodes gave 70.4 for a true 50 at k = 10).
+    config = config_lib.get_config()
+    parsed = ev.parse_config(config)
+    points = ev._points(config, parsed, "cos")  # [G, 2] (k, scale)
+    self.assertEqual(points[:, 0].max(), 10.0)
+    num_points = config.exact_num_points
+
+    @jax.jit
+    @jax.vmap
+    def variances(point):
+      f = lambda x: jnp.cos(point[0] * x)  # noqa: E731
+      kw = dict(num_points=num_points)
+      return (
+        jnp.stack(exact.pathwise_variance(f, config.loc, point[1], **kw)),
+        jnp.stack(exact.score_function_variance(f, config.loc, point[1], **kw)),
+      )
+
+    pathwise, score = variances(jnp.asarray(points))
+    want = _cos_variances(points[:, 0], config.loc, points[:, 1])
+    np.testing.assert_allclose(pathwise.T, want["pathwise"], rtol=1e-10)
+    np.testing.assert_allclose(score.T, want["score_function"], rtol=1e-10)
+
+
+class ResidualMomentsTest(parameterized.TestCase):
+  @parameterized.product(
+    cost=("square", "exp_sq", "cos"), c=(0.0, 0.7), scale=(0.5, 1.3)
+  )
+  def test_against_hermite_quadrature(self, cost, c, scale):
+    # Closed forms (Stein's lemma) against a plain NumPy Gauss-Hermite rule.
+    k, loc = 1.3, 0.8
+    fn = ev.COSTS[cost].fn
+    f = lambda x: fn(x, k)  # noqa: E731
+    f0, f1, f2 = f(loc), jax.grad(f)(loc), jax.grad(jax.grad(f))(loc)
+    eps, w = np.polynomial.hermite_e.hermegauss(120)
+    w = w / w.sum()
+    x = loc + scale * eps
+    g = np.asarray(f(x)) - c * (f0 + f1 * (x - loc) + 0.5 * f2 * (x - loc) ** 2)
+    mean = np.sum(w * g)
+    variance = np.sum(w * (g - mean) ** 2)
+    got = ev._residual_moments(ev.COSTS[cost], k, loc, scale, c)
+    np.testing.assert_allclose(got, (mean, variance), rtol=1e-10, atol=1e-12)
+
+
 class ConfigErrorsTest(parameterized.TestCase):
   @parameterized.named_parameters(
     ("unknown_cost", "costs", "square,quartic", ValueError, "'quartic'"),
@@ -359,6 +498,20 @@ class ConfigErrorsTest(parameterized.TestCase):
     ("not_a_multiple", "num_samples", 1500, ValueError, "multiple"),
     ("too_few", "num_samples", 1, ValueError, ">= 2"),
     ("scale", "scale", 0.0, ValueError, "config.scale must be > 0"),
+    (
+      "pilot",
+      "cv_num_pilot_samples",
+      1,
+      ValueError,
+      r"config\.cv_num_pilot_samples must be >= 2",
+    ),
+    (
+      "quadrature",
+      "exact_num_points",
+      1,
+      ValueError,
+      r"config\.exact_num_points must be >= 2",
+    ),
   )
   def test_bad_config_fails_before_computation(
     self, field, value, error, message
