@@ -51,8 +51,8 @@ Beyond the paper:
   function multiplies the *whole* cost by the score of :math:`x_1`, so its
   variance grows linearly in ``d``, and the total variance (summed over all
   ``2 d`` parameters) quadratically. The delta-method control variate's
-  exact variance follows from the same decomposition with :math:`f - c h`,
-  whose mean and variance have closed forms by Stein's lemma.
+  exact variance follows from the same decomposition with :math:`f - c h`
+  in place of :math:`f` (its mean and variance by quadrature).
 * ``sigma_sweep``: the variance against the scale :math:`\sigma` at a fixed
   :math:`k` per cost. Its (k, sigma) points are appended to the k grid, so it
   shares that program (and ``num_samples``, ``chunk_size`` and random
@@ -822,29 +822,23 @@ def _exact_at(
   )
 
 
-def _residual_moments(cost: Cost, k, loc, scale, c):
-  r"""Closed-form mean and variance of :math:`g = f - c\,h` under N(loc, s²).
+def _residual_moments(cost: Cost, k, loc, scale, c, num_points: int):
+  r"""Mean and variance of :math:`g = f - c\,h` under :math:`N(loc, s^2)`.
 
-  With :math:`a = X - \mu \sim N(0, \sigma^2)`, :math:`h = f_0 + f_1 a +
-  \tfrac12 f_2 a^2` and :math:`m(\mu) = E f(X)` in closed form (`Cost`),
-  Stein's lemma gives :math:`E[f a] = \sigma^2 m'(\mu)` and
-  :math:`E[f a^2] = \sigma^2 m + \sigma^4 m''(\mu)`, so
-
-  .. math::
-    E h = f_0 + \tfrac12 f_2\sigma^2, \quad
-    \mathrm{Var}\, h = f_1^2\sigma^2 + \tfrac12 f_2^2\sigma^4, \quad
-    \mathrm{Cov}(f, h) = f_1\sigma^2 m' + \tfrac12 f_2\sigma^4 m''.
+  By Gauss--Hermite quadrature, in two passes (:math:`E[(g - E g)^2]`): at
+  :math:`c \approx 1` on the quadratic cost :math:`g` is roundoff, and the
+  closed forms (:math:`\mathrm{Var} f - 2c\,\mathrm{Cov}(f, h) +
+  c^2\mathrm{Var}\, h`, by Stein's lemma; the test checks them against this)
+  would cancel to ~1e-14 instead of ~1e-30.
   """
-  f0, f1, f2, _ = _delta_expansion(lambda x: cost.fn(x, k), loc)
-  mean_f, var_f = cost.moments(k, loc, scale)
-  m = lambda mu: cost.moments(k, mu, scale)[0]  # noqa: E731
-  m1 = jax.grad(m)(jnp.asarray(loc, jnp.float64))
-  m2 = jax.grad(jax.grad(m))(jnp.asarray(loc, jnp.float64))
-  s2 = scale**2
-  mean_h = f0 + 0.5 * f2 * s2
-  var_h = f1**2 * s2 + 0.5 * f2**2 * s2**2
-  cov = f1 * s2 * m1 + 0.5 * f2 * s2**2 * m2
-  return mean_f - c * mean_h, var_f - 2 * c * cov + c**2 * var_h
+  f = lambda x: cost.fn(x, k)  # noqa: E731
+  _, _, _, h = _delta_expansion(f, loc)
+  eps, weights = np.polynomial.hermite_e.hermegauss(num_points)
+  weights = jnp.asarray(weights / weights.sum())
+  x = loc + scale * jnp.asarray(eps)
+  g = f(x) - c * h(x)
+  mean = jnp.sum(weights * g)
+  return mean, jnp.sum(weights * jnp.square(g - mean))
 
 
 def _dim_cv_variances(cost: Cost, k, loc, scale, d, coefficients, num_points):
@@ -875,7 +869,7 @@ def _dim_cv_variances(cost: Cost, k, loc, scale, d, coefficients, num_points):
   out = []
   for index in range(2):
     c = coefficients[index]
-    mean_g, var_g = _residual_moments(cost, k, loc, scale, c)
+    mean_g, var_g = _residual_moments(cost, k, loc, scale, c, num_points)
     both = _cv_variances(
       f, loc, scale, jnp.stack([c, c]), num_points, shift=(d - 1) * mean_g
     )

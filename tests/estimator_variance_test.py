@@ -294,9 +294,10 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
     # A smaller selection: the same seed gives byte-identical JSON twice, the
     # same numbers as in the full run (keys do not depend on which costs and
     # estimators are selected), and another seed gives other numbers.
+    # The control variate: its pilot stage is deterministic too.
     config = _tiny_config()
     config.costs = "cos"
-    config.estimators = "pathwise"
+    config.estimators = "score_function_cv"
     config.dim_sweep.enabled = False
     config.plot = False
     texts = []
@@ -311,12 +312,14 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
     full = [
       r
       for r in self.results["records"]
-      if (r["cost"], r["estimator"]) == ("cos", "pathwise")
+      if (r["cost"], r["estimator"]) == ("cos", "score_function_cv")
     ]
     self.assertLen(small, len(full))
     for a, b in zip(small, full, strict=True):
       np.testing.assert_allclose(
-        [a["mean"], a["variance"]], [b["mean"], b["variance"]], rtol=1e-12
+        [a["mean"], a["variance"], a["cv_coefficient"]],
+        [b["mean"], b["variance"], b["cv_coefficient"]],
+        rtol=1e-12,
       )
     other = json.loads(texts[2])["records"]
     self.assertTrue(
@@ -467,20 +470,30 @@ class ResidualMomentsTest(parameterized.TestCase):
   @parameterized.product(
     cost=("square", "exp_sq", "cos"), c=(0.0, 0.7), scale=(0.5, 1.3)
   )
-  def test_against_hermite_quadrature(self, cost, c, scale):
-    # Closed forms (Stein's lemma) against a plain NumPy Gauss-Hermite rule.
+  def test_against_stein_closed_forms(self, cost, c, scale):
+    # g = f - c h with h = f0 + f1 a + f2 a^2 / 2, a = X - loc ~ N(0, s^2);
+    # with m(mu) = E f (closed form), Stein's lemma gives E[f a] = s^2 m' and
+    # E[f a^2] = s^2 m + s^4 m'', so E h = f0 + f2 s^2 / 2,
+    # Var h = f1^2 s^2 + f2^2 s^4 / 2, Cov(f, h) = f1 s^2 m' + f2 s^4 m'' / 2.
     k, loc = 1.3, 0.8
-    fn = ev.COSTS[cost].fn
-    f = lambda x: fn(x, k)  # noqa: E731
+    moments = ev.COSTS[cost].moments
+    f = lambda x: ev.COSTS[cost].fn(x, k)  # noqa: E731
     f0, f1, f2 = f(loc), jax.grad(f)(loc), jax.grad(jax.grad(f))(loc)
-    eps, w = np.polynomial.hermite_e.hermegauss(120)
-    w = w / w.sum()
-    x = loc + scale * eps
-    g = np.asarray(f(x)) - c * (f0 + f1 * (x - loc) + 0.5 * f2 * (x - loc) ** 2)
-    mean = np.sum(w * g)
-    variance = np.sum(w * (g - mean) ** 2)
-    got = ev._residual_moments(ev.COSTS[cost], k, loc, scale, c)
-    np.testing.assert_allclose(got, (mean, variance), rtol=1e-10, atol=1e-12)
+    m = lambda mu: moments(k, mu, scale)[0]  # noqa: E731
+    m1, m2 = jax.grad(m)(loc), jax.grad(jax.grad(m))(loc)
+    mean_f, var_f = moments(k, loc, scale)
+    s2 = scale**2
+    mean_h = f0 + 0.5 * f2 * s2
+    var_h = f1**2 * s2 + 0.5 * f2**2 * s2**2
+    cov = f1 * s2 * m1 + 0.5 * f2 * s2**2 * m2
+    want = (mean_f - c * mean_h, var_f - 2 * c * cov + c**2 * var_h)
+    got = ev._residual_moments(ev.COSTS[cost], k, loc, scale, c, 120)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+  def test_exact_control_variate_has_roundoff_variance(self):
+    # c = 1 on the quadratic cost: g is roundoff, and so is its variance.
+    got = ev._residual_moments(ev.COSTS["square"], 2.0, 1.0, 1.0, 1.0, 120)
+    self.assertLess(float(got[1]), 1e-25)
 
 
 class ConfigErrorsTest(parameterized.TestCase):
