@@ -1449,7 +1449,12 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
           np.array(ds)[shown], total[shown], ".-", color=_COLORS[n], lw=1.5
         )
         if None not in exact_total:
-          ax.plot(ds, exact_total, "--", color="k", lw=0.8)
+          # As in `lines`: roundoff-level references stay off the log axis.
+          exact_total = np.array(exact_total, np.float64)
+          keep = exact_total > _ZERO_VARIANCE
+          ax.plot(
+            np.array(ds)[keep], exact_total[keep], "--", color="k", lw=0.8
+          )
       log_scale(ax)
       ax.grid(True, which="major", alpha=0.3)
       ax.set_title(f"{COSTS[c].label}: total variance, 2d params (- - exact)")
