@@ -79,6 +79,12 @@ class BenchmarkEstimatorsTest(absltest.TestCase):
       self.assertLen(record["times_s"], 2)
       self.assertTrue(math.isfinite(record["ratio_to_floor"]), name)
       self.assertGreater(record["median_s"], 0.0)
+      # Per sample, like the median ratios (MV runs on its own sample count).
+      self.assertAlmostEqual(
+        record["ratio_to_floor_min"],
+        record["s_per_sample_min"]
+        / results["programs"]["floor"]["s_per_sample_min"],
+      )
       self.assertEqual(
         "ratio_to_own_floor" in record,
         name.startswith("measure_valued") or name == "delta_method",
