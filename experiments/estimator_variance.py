@@ -1286,6 +1286,17 @@ _LABELS = {
 }
 
 
+def _legend_below(fig, ax) -> None:
+  """One legend for the figure, under the panels, so it hides no data."""
+  handles, labels = ax.get_legend_handles_labels()
+  fig.legend(
+    handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False
+  )
+  # Fixed room in inches for the x labels plus two rows of legend entries.
+  bottom = 1.0 / fig.get_figheight()
+  fig.subplots_adjust(**{**_MARGINS, "bottom": bottom})
+
+
 def _plot(workdir, parsed, results, timings) -> list[str]:
   import matplotlib  # noqa: PLC0415  (optional dependency)
 
@@ -1315,7 +1326,11 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       # Roundoff-level "variances" (the delta method on the quadratic cost,
       # where the estimator is exact) cannot sit on a log axis with the rest.
       shown = ys > _ZERO_VARIANCE
-      tag = "" if shown.any() else " (zero: h = f, off the log axis)"
+      tag = (
+        ""
+        if shown.any()
+        else " (zero where h = f, as for (x - k)²: off the log axis)"
+      )
       ax.plot(
         xs[shown],
         ys[shown],
@@ -1335,7 +1350,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
   label = {"mu": "μ", "sigma": "σ"}
   records = results["records"]
   for c in parsed.costs:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     for ax, p in zip(axes, PARAMS, strict=True):
       rows = [r for r in records if r["cost"] == c and r["param"] == p]
       lines(
@@ -1348,8 +1363,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       ax.set_xlabel("k")
       ax.set_ylabel("variance")
       ax.set_title(f"{COSTS[c].label}: gradient w.r.t. {label[p]}  (- - exact)")
-    axes[0].legend(fontsize=8)
-    fig.subplots_adjust(**_MARGINS)
+    _legend_below(fig, axes[0])
     paths.append(os.path.join(workdir, f"variance_{c}.png"))
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
@@ -1371,8 +1385,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       ax.set_xlabel("k")
       ax.set_ylabel("variance x s/sample")
       ax.set_title(f"{COSTS[c].label}: work-normalized, {label[p]}")
-  axes[0, 0].legend(fontsize=8)
-  fig.subplots_adjust(**_MARGINS)
+  _legend_below(fig, axes[0, 0])
   paths.append(os.path.join(workdir, "work_normalized_variance.png"))
   fig.savefig(paths[-1], dpi=110)
   plt.close(fig)
@@ -1404,8 +1417,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
         ax.set_title(
           f"{COSTS[c].label}, k={rows[0]['k']:g}: {label[p]}  (- - exact)"
         )
-    axes[0, 0].legend(fontsize=8)
-    fig.subplots_adjust(**_MARGINS)
+    _legend_below(fig, axes[0, 0])
     paths.append(os.path.join(workdir, "sigma_sweep.png"))
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
@@ -1461,8 +1473,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       for ax in axes[row]:
         log_scale(ax, "x", base=2)
         ax.set_xlabel("dimension d")
-    axes[0, 0].legend(fontsize=8)
-    fig.subplots_adjust(**_MARGINS)
+    _legend_below(fig, axes[0, 0])
     paths.append(os.path.join(workdir, "dim_sweep.png"))
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
