@@ -65,9 +65,11 @@ class LeafReport:
   """Errors of the hand gradient on one leaf of the parameters.
 
   Relative errors are normwise at each point, :math:`\\|a - b\\|_\\infty /
-  \\max(\\|a\\|_\\infty, \\|b\\|_\\infty)` (0 where both are 0), maximized over
-  the points: symmetric, bounded by 2, and not dominated by entries that are
-  zero up to rounding (elementwise, 1e-17 against 5e-18 would read as 0.5).
+  \\max(\\|a\\|_\\infty, \\|b\\|_\\infty, \\text{atol}/\\text{rtol})`,
+  maximized over the points: symmetric, and not dominated by entries or whole
+  gradients that are zero up to rounding (elementwise, 1e-17 against 5e-18
+  would read as 0.5). Below atol/rtol in magnitude the pass criterion is
+  absolute, and so is this error.
   `fd_*` fields are None when finite differences were not run.
   """
 
@@ -297,9 +299,16 @@ def _errors(hand, ref, atol, rtol, batched):
   # Normwise at each point (the leading axis when batched).
   axes = tuple(range(1 if batched else 0, diff.ndim))
   num = np.max(diff, axis=axes, initial=0.0)
+  # The denominator is floored at atol / rtol, the magnitude below which the
+  # pass criterion is absolute: a gradient that is zero up to rounding then
+  # reads as a tiny error, not as 100%, and `rel <= rtol` tracks `passed`.
+  floor = atol / rtol if rtol > 0 else 0.0
   scale = np.maximum(
-    np.max(np.abs(hand), axis=axes, initial=0.0),
-    np.max(np.abs(ref), axis=axes, initial=0.0),
+    np.maximum(
+      np.max(np.abs(hand), axis=axes, initial=0.0),
+      np.max(np.abs(ref), axis=axes, initial=0.0),
+    ),
+    floor,
   )
   with np.errstate(invalid="ignore", divide="ignore"):
     rel = np.where(scale > 0, num / np.where(scale > 0, scale, 1.0), 0.0)

@@ -63,10 +63,9 @@ class CheckGradientsTest(parameterized.TestCase):
     self.assertIn("FAILED", str(report))
     self.assertIn(" NO", str(report))
 
-  def test_relative_error_is_normwise(self):
-    # A component that is zero up to rounding (1e-17 off) must not read as a
-    # large relative error; the same absolute error on a leaf whose norm is
-    # 1e-16 must.
+  def test_relative_error_is_normwise_with_a_floor(self):
+    # A component, or a whole gradient, that is zero up to rounding (1e-17
+    # off) must not read as a large relative error; a real 10% error must.
     def function(p):
       return jnp.sum(p["x"] ** 2)
 
@@ -83,7 +82,16 @@ class CheckGradientsTest(parameterized.TestCase):
     report = gradcheck.check_gradients(
       function, off_by_tiny, tiny, finite_differences=False
     )
-    self.assertGreater(report.autodiff_max_rel, 0.05)
+    self.assertLess(report.autodiff_max_rel, 1e-16)
+    self.assertTrue(report.passed, str(report))
+    report = gradcheck.check_gradients(
+      function,
+      lambda p: {"x": 2.2 * p["x"]},
+      {"x": jnp.array([0.0, 3.0], jnp.float64)},
+      finite_differences=False,
+    )
+    self.assertAlmostEqual(report.autodiff_max_rel, 0.6 / 6.6, places=12)
+    self.assertFalse(report.passed)
 
   def test_slightly_wrong_gradient_fails(self):
     # Off by 1e-8 relative: below FD's resolution, caught by autodiff.
