@@ -134,22 +134,6 @@ def _check_scalar_cost(function: CostFunction, sample: Any) -> None:
     )
 
 
-def _check_finite(costs: jax.Array) -> None:
-  """Raises if concrete `costs` hold NaN/inf (under jit they propagate)."""
-  concrete = _concrete(costs)
-  if concrete is not None and not np.all(np.isfinite(concrete)):
-    bad = int(np.sum(~np.isfinite(concrete)))
-    raise ValueError(
-      f"{bad} of {concrete.size} costs are non-finite (NaN or inf); the "
-      "gradient estimate would be meaningless."
-    )
-
-
-def _broadcast_samples(factor: jax.Array, values: jax.Array) -> jax.Array:
-  """Multiplies `values` ``[num_samples, ...]`` by ``factor[num_samples]``."""
-  return factor.reshape(factor.shape + (1,) * (values.ndim - 1)) * values
-
-
 # ---------------------------------------------------------------------------
 # Moving-average baseline.
 # ---------------------------------------------------------------------------
@@ -644,10 +628,10 @@ def _paired_jacobians(
     del key
     scores = estimators.score_jacobians(params, dist_builder, xs)
     f_jacobians = jax.tree.map(
-      lambda s: _broadcast_samples(costs.astype(s.dtype), s), scores
+      lambda s: estimators._scale_leading(s, costs.astype(s.dtype)), scores
     )
     h_jacobians = jax.tree.map(
-      lambda s: _broadcast_samples(h_costs.astype(s.dtype), s), scores
+      lambda s: estimators._scale_leading(s, h_costs.astype(s.dtype)), scores
     )
     return f_jacobians, h_jacobians, costs
   if estimator_fn is estimators.pathwise_jacobians:
@@ -954,10 +938,11 @@ def antithetic_pathwise_jacobians(
     Owen. Monte Carlo theory, methods and examples, 2013, Section 8.2,
     https://artowen.su.domains/mc/.
   """
+  name = "antithetic_pathwise_jacobians"
   _check_num_samples(num_samples, "num_samples", minimum=2, even=True)
-  dist = dist_builder(params)  # Validates concrete params.
+  dist = estimators._build(dist_builder, params, name)
   _symmetric_center(dist)
-  _check_scalar_cost(function, jax.eval_shape(dist.sample, key))
+  estimators._check_scalar_cost(function, dist, key, name)
   keys = jax.random.split(key, num_samples // 2)
   del key
 
@@ -978,7 +963,7 @@ def antithetic_pathwise_jacobians(
     lambda a, b: jnp.concatenate([a, b], axis=0), jac_plus, jac_minus
   )
   costs = jnp.concatenate([cost_plus, cost_minus], axis=0)  # [num_samples]
-  _check_finite(costs)
+  estimators._check_finite(costs, name)
   return (jacobians, costs) if return_costs else jacobians
 
 
@@ -1021,15 +1006,16 @@ def antithetic_score_function_jacobians(
     ValueError: if `num_samples` is not an even int >= 2.
     TypeError: if the distribution is not a symmetric one.
   """
+  name = "antithetic_score_function_jacobians"
   _check_num_samples(num_samples, "num_samples", minimum=2, even=True)
-  dist = dist_builder(params)
+  dist = estimators._build(dist_builder, params, name)
   center = jax.lax.stop_gradient(_symmetric_center(dist))
-  _check_scalar_cost(function, jax.eval_shape(dist.sample, key))
+  estimators._check_scalar_cost(function, dist, key, name)
   half = jax.lax.stop_gradient(dist.sample(key, (num_samples // 2,)))
   del key
   samples = jnp.concatenate([half, 2.0 * center - half], axis=0)
   costs = jax.vmap(function)(samples)  # [num_samples]
-  _check_finite(costs)
+  estimators._check_finite(costs, name)
   jacobians = estimators.score_jacobians(
     params, dist_builder, samples, weights=costs - jnp.asarray(baseline)
   )
