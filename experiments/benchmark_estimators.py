@@ -19,7 +19,11 @@ Gaussian :math:`N(\mu, \mathrm{diag}\,\sigma^2)` in ``d`` dimensions:
 * the delta-method control variate :math:`h` is a dense quadratic form,
   :math:`O(d^2)` per sample against the :math:`O(d)` cost, so the delta method
   is also compared with its own floor: the same draws, evaluating the cost and
-  :math:`h` (no gradient).
+  :math:`h` (no gradient). The score-function estimators (plain, leave-one-out,
+  antithetic) are compared with a ``weighted_floor`` as well: the draws, the
+  cost, and the draws weighted by their cost, a second pass over the ``[n, d]``
+  draws that any score-function estimator needs because its weight
+  :math:`f(x)` reduces over all coordinates first.
 
 Every program is jitted and compiled first and run once to warm up; then
 ``num_repeats`` rounds each run every program once, interleaved so that the
@@ -42,13 +46,14 @@ Outputs in ``workdir``:
      "floor_s_per_sample": float, "naive_score_function_s_per_sample": float,
      "measure_valued_floor_s_per_sample": float,
      "delta_method_floor_s_per_sample": float | null,
+     "weighted_floor_s_per_sample": float | null,
      "estimators": {name: {"median_s": float, "min_s": float,
                            "times_s": [float], "num_samples": int,
                            "s_per_sample": float, "s_per_sample_min": float,
                            "ratio_to_floor": float,       # medians
                            "ratio_to_floor_min": float,   # minima
                            "ratio_to_naive_score_function": float,
-                           "ratio_to_own_floor": float,   # MV, delta
+                           "ratio_to_own_floor": float,   # MV, delta, SF
                            "ratio_to_own_floor_min": float,  # likewise
                            "within_target": bool}},     # on the medians
      "programs": {name: {...same timing fields...}},  # the floors and naive
@@ -96,6 +101,9 @@ _OWN_FLOORS = {
   "measure_valued_coupled": "measure_valued_floor",
   "measure_valued_uncoupled": "measure_valued_floor",
   "delta_method": "delta_method_floor",
+  "score_function": "weighted_floor",
+  "leave_one_out": "weighted_floor",
+  "antithetic_score_function": "weighted_floor",
 }
 
 # Draws -> a pytree of per-sample values [n, ...]: what every timed program
@@ -239,6 +247,26 @@ def _delta_method_floor_fn(cost, params) -> ChunkFn:
   def chunk_fn(key, n):
     x = _normal_builder(params).sample(key, (n,))  # [n, d]
     return jnp.stack([jax.vmap(cost)(x), jax.vmap(h)(x)], axis=-1)  # [n, 2]
+
+  return chunk_fn
+
+
+def _weighted_floor_fn(cost, params) -> ChunkFn:
+  r"""Draws, evaluates the cost, then weights the draws by their cost.
+
+  The floor of a score-function estimator: its per-sample output
+  :math:`f(x)\,\nabla\log p(x)` needs :math:`f(x)`, a reduction over all
+  :math:`d` coordinates, before any coordinate can be weighted, so the
+  ``[n, d]`` draws are read a second time (the plain floor fuses draw and cost
+  into one pass). Here the second pass is the cheapest such product,
+  :math:`f(x)\,x` and :math:`f(x)\,x^2`: two ``[n, d]`` outputs, like the
+  estimator's two leaves, and no score.
+  """
+
+  def chunk_fn(key, n):
+    x = _normal_builder(params).sample(key, (n,))  # [n, d]
+    costs = jax.vmap(cost)(x)[:, None]  # [n, 1]
+    return costs * x, costs * jnp.square(x)  # [n, d] each
 
   return chunk_fn
 
@@ -441,6 +469,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       n,
       chunk,
     )
+  if any(_OWN_FLOORS.get(name) == "weighted_floor" for name in names):
+    specs["weighted_floor"] = (_weighted_floor_fn(cost, params), n, chunk)
   for name in names:
     chunk_fn = functools.partial(table[name], cost, params, _normal_builder)
     is_mv = name in _MEASURE_VALUED
@@ -511,6 +541,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     "delta_method_floor_s_per_sample": programs.get(
       "delta_method_floor", {}
     ).get("s_per_sample"),
+    "weighted_floor_s_per_sample": programs.get("weighted_floor", {}).get(
+      "s_per_sample"
+    ),
     "programs": programs,
     "estimators": results_estimators,
     "memory": memory,

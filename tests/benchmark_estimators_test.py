@@ -19,7 +19,7 @@ from absl.testing import absltest  # noqa: E402
 from experiments import benchmark_estimators  # noqa: E402
 from experiments.configs import benchmark_estimators as config_lib  # noqa: E402
 
-_ESTIMATORS = "pathwise,measure_valued_uncoupled,delta_method"
+_ESTIMATORS = "pathwise,score_function,measure_valued_uncoupled,delta_method"
 _TIMING_KEYS = {
   "median_s",
   "min_s",
@@ -38,7 +38,7 @@ def _tiny_config():
   config.measure_valued_num_samples = 1000
   config.measure_valued_chunk_size = 500
   config.num_repeats = 2
-  # Three estimators (two with their own floors) keep compilation, the cost of
+  # Four estimators (three with their own floors) keep compilation, the cost of
   # this test, down; every name goes through the same code path.
   config.estimators = _ESTIMATORS
   config.memory_num_samples = 1000
@@ -68,6 +68,7 @@ class BenchmarkEstimatorsTest(absltest.TestCase):
         "naive_score_function",
         "measure_valued_floor",
         "delta_method_floor",
+        "weighted_floor",
       },
     )
     for name, record in results["estimators"].items():
@@ -87,10 +88,12 @@ class BenchmarkEstimatorsTest(absltest.TestCase):
       )
       self.assertEqual(
         "ratio_to_own_floor" in record,
-        name.startswith("measure_valued") or name == "delta_method",
+        name.startswith("measure_valued")
+        or name in ("delta_method", "score_function"),
         name,
       )
     self.assertGreater(results["delta_method_floor_s_per_sample"], 0.0)
+    self.assertGreater(results["weighted_floor_s_per_sample"], 0.0)
     memory = results["memory"]
     self.assertContainsSubset(
       {"method", "peak_rss_bytes", "rss_before_bytes", "compiled_temp_bytes"},
@@ -103,7 +106,7 @@ class BenchmarkEstimatorsTest(absltest.TestCase):
 
     with open(os.path.join(workdir, "results.csv")) as f:
       rows = list(csv.DictReader(f))
-    self.assertLen(rows, len(_ESTIMATORS.split(",")) + 4)
+    self.assertLen(rows, len(_ESTIMATORS.split(",")) + 5)
     with open(os.path.join(workdir, "table.md")) as f:
       table = f.read()
     for name in _ESTIMATORS.split(","):
