@@ -111,17 +111,6 @@ def _check_num_samples(
     )
 
 
-def _concrete(value: jax.typing.ArrayLike) -> np.ndarray | None:
-  """Returns `value` as NumPy if it is concrete, None if it is traced."""
-  try:
-    return np.asarray(value)
-  except (
-    jax.errors.TracerArrayConversionError,
-    jax.errors.ConcretizationTypeError,
-  ):
-    return None
-
-
 def _check_scalar_cost(function: CostFunction, sample: Any) -> None:
   """Checks, from shapes alone, that `function` maps a sample to a scalar."""
   out = jax.eval_shape(function, sample)
@@ -210,7 +199,7 @@ def moving_average_baseline_update(
   costs = jnp.asarray(costs)
   if costs.size == 0:
     raise ValueError("costs must be non-empty to update the moving average.")
-  concrete_decay = _concrete(decay)
+  concrete_decay = distributions._concrete(decay)
   if concrete_decay is not None and not (0.0 <= concrete_decay < 1.0):
     raise ValueError(f"decay must be in [0, 1), got {decay}.")
   dtype = state.value.dtype

@@ -52,6 +52,7 @@ import numpy as np
 from rgrad.distributions import Distribution
 from rgrad.distributions import LogScaleNormal
 from rgrad.distributions import Normal
+from rgrad.distributions import _concrete
 
 Function = Callable[[jax.Array], jax.Array]
 DistBuilder = Callable[[Any], Distribution]
@@ -114,12 +115,8 @@ def _check_scalar_cost(
 
 def _check_finite(costs: jax.Array, name: str) -> None:
   """Raises if concrete `costs` contain NaN/inf; under jit they propagate."""
-  try:
-    concrete = np.asarray(costs)
-  except (
-    jax.errors.TracerArrayConversionError,
-    jax.errors.ConcretizationTypeError,
-  ):
+  concrete = _concrete(costs)
+  if concrete is None:
     return
   bad = int(np.sum(~np.isfinite(concrete)))
   if bad:
