@@ -8,7 +8,13 @@ things of a distribution :math:`p(x; \theta)`:
   reparameterization trick, explicit or implicit),
 * ``log_prob(x)``: :math:`\log p(x; \theta)`, summed over the event axis,
 * ``score(x)``: :math:`\nabla_\theta \log p(x; \theta)`, derived by hand and
-  returned as a pytree of the same class, one leaf per parameter.
+  returned as a pytree of the same class, one leaf per parameter;
+* ``sample_with_noise`` and ``score_from_noise``: the same draws together with
+  the noise :math:`\epsilon` they are computed from, and the (weighted) scores
+  at those draws as functions of :math:`\epsilon`. For the Gaussians the
+  standardized draw is :math:`\epsilon` itself, so the score needs no
+  :math:`(x - \mu)/\sigma` (no cancellation, no triangular solve), and the
+  score-function estimators read the noise once instead of recomputing it.
 
 Each distribution is a registered pytree whose leaves are its parameters, so it
 passes through ``jax.jit``, ``jax.vmap`` and ``jax.vjp`` like any other array
@@ -201,6 +207,82 @@ class Distribution:
   def score(self, x: jax.typing.ArrayLike) -> "Distribution":
     raise NotImplementedError
 
+  def sample_with_noise(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> tuple[jax.Array, jax.Array]:
+    r"""Draws exactly as :meth:`sample` does, and the noise behind them.
+
+    For a family sampled as :math:`x = g(\epsilon; \theta)` the noise is
+    :math:`\epsilon`; :meth:`score_from_noise` turns it into scores. This
+    default, for a family without such a form, returns the draws as their
+    own noise.
+
+    Returns:
+      ``(x, noise)``: ``x`` identical to ``sample(key, sample_shape)``, and
+      ``noise`` of the same shape.
+    """
+    x = self.sample(key, sample_shape)
+    return x, x
+
+  def score_from_noise(
+    self,
+    noise: jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike | None = None,
+  ) -> "Distribution":
+    r"""Weighted scores :math:`w_i \nabla_\theta \log p(x_i)` of many draws.
+
+    ``x_i`` is the draw that :meth:`sample_with_noise` made from ``noise_i``.
+    This default (noise = draw) is ``vmap(score)`` times the weights; the
+    Gaussians override it with the score as a function of the noise.
+
+    Args:
+      noise: ``[num_samples, *batch_shape, *event_shape]``, the second output
+        of ``sample_with_noise(key, (num_samples,))``.
+      weights: ``[num_samples]`` or None (all ones).
+
+    Returns:
+      A pytree like this distribution, leaves ``[num_samples, *field]``.
+    """
+    noise = self._check_noise(noise)
+    return self._weighted(jax.vmap(self.score)(noise), weights)
+
+  def _check_noise(self, noise: jax.typing.ArrayLike) -> jax.Array:
+    noise = jnp.asarray(noise)
+    one = jax.eval_shape(self.sample, jax.random.key(0))
+    if noise.ndim < 1 or noise.shape[1:] != one.shape:
+      raise ValueError(
+        f"{type(self).__name__}: noise must have shape [num_samples, "
+        f"*{list(one.shape)}] (one draw per row), got {list(noise.shape)}."
+      )
+    return noise
+
+  def _weighted(
+    self, scores: "Distribution", weights: jax.typing.ArrayLike | None
+  ) -> "Distribution":
+    """Per-sample `scores` (leaves [n, ...]) times `weights` [n], if any."""
+    if weights is None:
+      return scores
+    num_samples = jax.tree.leaves(scores)[0].shape[0]
+    weights = self._check_weights(weights, num_samples)
+    return jax.tree.map(lambda s: s * _leading(weights, s), scores)
+
+  def _check_weights(
+    self, weights: jax.typing.ArrayLike, num_samples: int
+  ) -> jax.Array:
+    weights = jnp.asarray(weights)
+    if weights.shape != (num_samples,):
+      raise ValueError(
+        f"{type(self).__name__}: weights must have shape ({num_samples},), "
+        f"one per row of the noise, got {tuple(weights.shape)}."
+      )
+    return weights
+
+
+def _leading(weights: jax.Array, like: jax.Array) -> jax.Array:
+  """`weights` [n] reshaped to broadcast over `like` [n, ...], in its dtype."""
+  shape = weights.shape + (1,) * (like.ndim - 1)
+  return weights.reshape(shape).astype(like.dtype)
+
 
 def _sum_event(values: jax.Array, event_ndims: int) -> jax.Array:
   """Sums the trailing `event_ndims` axes (the event axis, if any)."""
@@ -276,9 +358,34 @@ class Normal(_Factorized):
     self, key: chex.PRNGKey, sample_shape: SampleShape = ()
   ) -> jax.Array:
     """Draws ``loc + scale * eps``, shape ``[*sample_shape, *loc.shape]``."""
+    return self.sample_with_noise(key, sample_shape)[0]
+
+  def sample_with_noise(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> tuple[jax.Array, jax.Array]:
+    """``(loc + scale * eps, eps)``, ``eps`` standard normal."""
     shape = _sample_shape(sample_shape) + self.loc.shape
     eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
-    return self.loc + self.scale * eps
+    return self.loc + self.scale * eps, eps
+
+  def score_from_noise(
+    self,
+    noise: jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike | None = None,
+  ) -> "Normal":
+    r"""Weighted scores at :math:`x_i = \mu + \sigma\epsilon_i`.
+
+    :math:`z_i = (x_i - \mu)/\sigma = \epsilon_i` exactly, so (see
+    :func:`rgrad.primitives.normal_log_prob_grads`) with
+    :math:`v_i = w_i/\sigma`:
+    :math:`w_i \partial_\mu \log p = v_i \epsilon_i` and
+    :math:`w_i \partial_\sigma \log p = v_i (\epsilon_i^2 - 1)`.
+    """
+    eps = self._check_noise(noise)
+    v = 1.0 / self.scale
+    if weights is not None:
+      v = _leading(self._check_weights(weights, eps.shape[0]), eps) * v
+    return Normal._unchecked(loc=v * eps, scale=v * (eps * eps - 1.0))
 
   def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
     x = self._check_x(x)
@@ -328,9 +435,37 @@ class LogScaleNormal(_Factorized):
     self, key: chex.PRNGKey, sample_shape: SampleShape = ()
   ) -> jax.Array:
     """Draws ``loc + exp(log_scale) * eps``."""
+    return self.sample_with_noise(key, sample_shape)[0]
+
+  def sample_with_noise(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> tuple[jax.Array, jax.Array]:
+    """``(loc + exp(log_scale) * eps, eps)``, ``eps`` standard normal."""
     shape = _sample_shape(sample_shape) + self.loc.shape
     eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
-    return self.loc + self.scale * eps
+    return self.loc + self.scale * eps, eps
+
+  def score_from_noise(
+    self,
+    noise: jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike | None = None,
+  ) -> "LogScaleNormal":
+    r"""Weighted scores at :math:`x_i = \mu + e^{\log\sigma}\epsilon_i`.
+
+    With :math:`z_i = \epsilon_i` exactly:
+    :math:`w_i \partial_\mu \log p = (w_i/\sigma)\, \epsilon_i` and
+    :math:`w_i \partial_{\log\sigma} \log p = w_i (\epsilon_i^2 - 1)`.
+    """
+    eps = self._check_noise(noise)
+    d_log_scale = eps * eps - 1.0
+    if weights is None:
+      return LogScaleNormal._unchecked(
+        loc=eps / self.scale, log_scale=d_log_scale
+      )
+    w = _leading(self._check_weights(weights, eps.shape[0]), eps)
+    return LogScaleNormal._unchecked(
+      loc=(w / self.scale) * eps, log_scale=w * d_log_scale
+    )
 
   def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
     x = self._check_x(x)
@@ -432,9 +567,15 @@ class MultivariateNormalTriL(Distribution):
     self, key: chex.PRNGKey, sample_shape: SampleShape = ()
   ) -> jax.Array:
     """Draws ``loc + L eps``, shape ``[*sample_shape, *batch_shape, d]``."""
+    return self.sample_with_noise(key, sample_shape)[0]
+
+  def sample_with_noise(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> tuple[jax.Array, jax.Array]:
+    """``(loc + L eps, eps)``, ``eps`` standard normal."""
     shape = _sample_shape(sample_shape) + self.loc.shape
     eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
-    return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps)
+    return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps), eps
 
   def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
     tril, z = self._whiten(x)
@@ -444,7 +585,26 @@ class MultivariateNormalTriL(Distribution):
 
   def score(self, x: jax.typing.ArrayLike) -> "MultivariateNormalTriL":
     r""":math:`\nabla_{(\mu, L)} \log p(x)` for one draw `x` (see class)."""
-    tril, z = self._whiten(x)
+    return self._score_at(*self._whiten(x))
+
+  def score_from_noise(
+    self,
+    noise: jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike | None = None,
+  ) -> "MultivariateNormalTriL":
+    r"""Weighted scores at :math:`x_i = \mu + L\epsilon_i`.
+
+    :math:`z_i = L^{-1}(x_i - \mu) = \epsilon_i` exactly, so the whitening
+    solve of :meth:`score` is skipped; the rest is the same formula.
+    """
+    eps = self._check_noise(noise)
+    tril = jnp.broadcast_to(self._tril(), eps.shape + eps.shape[-1:])
+    return self._weighted(self._score_at(tril, eps), weights)
+
+  def _score_at(
+    self, tril: jax.Array, z: jax.Array
+  ) -> "MultivariateNormalTriL":
+    """The score from ``L`` (broadcast against z) and ``z = L^{-1}(x - mu)``."""
     # L^{-T} z, by a transposed triangular solve rather than an inverse.
     d_loc = jax.scipy.linalg.solve_triangular(
       tril, z[..., None], lower=True, trans="T"

@@ -154,6 +154,68 @@ class ScoreTest(parameterized.TestCase):
     np.testing.assert_allclose(log_score.log_scale, z**2 - 1, rtol=1e-12)
 
 
+class NoiseTest(parameterized.TestCase):
+  """sample_with_noise / score_from_noise against sample / score."""
+
+  @parameterized.named_parameters(*_cases())
+  def test_same_draws_and_scores(self, cls, fields):
+    dist = cls(**fields)
+    key = jax.random.key(3)
+    x, noise = jax.jit(lambda k: dist.sample_with_noise(k, (6,)))(key)
+    # The draws are exactly those of sample() with the same key.
+    np.testing.assert_array_equal(
+      x, jax.jit(lambda k: dist.sample(k, (6,)))(key)
+    )
+    chex.assert_equal_shape([x, noise])
+    weights = jnp.linspace(-2.0, 3.0, 6)
+    expected = jax.vmap(dist.score)(x)
+    for w in (None, weights):
+      got = jax.jit(dist.score_from_noise)(noise, w)
+      self.assertIsInstance(got, cls)
+      scale = jnp.ones(6) if w is None else w
+      for n in cls._fields:
+        want = getattr(expected, n) * scale.reshape(
+          (6,) + (1,) * fields[n].ndim
+        )
+        chex.assert_shape(getattr(got, n), (6,) + fields[n].shape)
+        # z = eps exactly against z = (x - mu)/sigma: equal up to rounding.
+        np.testing.assert_allclose(
+          getattr(got, n), want, rtol=1e-10, atol=1e-10
+        )
+
+  @parameterized.named_parameters(
+    ("normal", distributions.Normal, True),
+    ("log_scale_normal", distributions.LogScaleNormal, True),
+    ("mvn_tril", distributions.MultivariateNormalTriL, True),
+    ("bernoulli", distributions.Bernoulli, False),
+    ("gamma", distributions.Gamma, False),
+  )
+  def test_noise_is_standard_normal_for_gaussians(self, cls, gaussian):
+    fields = next(f for _, k, f in _cases() if k is cls)
+    dist = cls(**fields)
+    x, noise = dist.sample_with_noise(jax.random.key(4), (4,))
+    if gaussian:
+      eps = jax.random.normal(jax.random.key(4), x.shape, x.dtype)
+      np.testing.assert_array_equal(noise, eps)
+    else:
+      np.testing.assert_array_equal(noise, x)
+
+  def test_bad_noise_and_weights(self):
+    dist = distributions.Normal(_LOC, _SCALE)
+    with self.assertRaisesRegex(
+      ValueError, r"noise must have shape \[num_samples, \*\[2, 3\]\]"
+    ):
+      dist.score_from_noise(np.zeros((5, 3)))
+    with self.assertRaisesRegex(ValueError, r"weights must have shape \(5,\)"):
+      dist.score_from_noise(np.zeros((5, 2, 3)), np.ones(4))
+    gamma = distributions.Gamma(_SCALE, _SCALE)
+    with self.assertRaisesRegex(ValueError, "noise must have shape"):
+      gamma.score_from_noise(np.ones((2, 3)))
+    mvn = distributions.MultivariateNormalTriL(_LOC, _TRIL)
+    with self.assertRaisesRegex(ValueError, r"weights must have shape \(5,\)"):
+      mvn.score_from_noise(np.zeros((5, 2, 3)), np.ones(()))
+
+
 class LogProbAndSampleTest(parameterized.TestCase):
   @parameterized.named_parameters(*_cases())
   def test_log_prob_matches_scipy(self, cls, fields):
