@@ -45,6 +45,7 @@ from rgrad.distributions import LogScaleNormal
 from rgrad.distributions import MultivariateNormalTriL
 from rgrad.distributions import Normal
 from rgrad.estimators import measure_valued_jacobians
+from rgrad.estimators import noise_score_jacobians
 from rgrad.estimators import pathwise_jacobians
 from rgrad.estimators import score_function_jacobians
 from rgrad.estimators import score_jacobians
@@ -120,6 +121,7 @@ __all__ = (
   "MultivariateNormalTriL",
   "Normal",
   "measure_valued_jacobians",
+  "noise_score_jacobians",
   "pathwise_jacobians",
   "score_function_jacobians",
   "score_jacobians",

@@ -281,15 +281,19 @@ def leave_one_out_jacobians(
   _check_num_samples(num_samples, "num_samples", minimum=2)
   # One draw and one evaluation of the costs serve both the baseline and the
   # weights: the baseline of sample i is a function of the other costs only.
-  xs, costs = _score_function_draws(
+  noise, costs = _score_function_draws(
     (function,), params, dist_builder, key, num_samples
   )
   del key
   (costs,) = costs
   costs = jax.lax.stop_gradient(costs)  # [num_samples]
-  baselines = (jnp.sum(costs) - costs) / (num_samples - 1)  # [num_samples]
-  jacobians = estimators.score_jacobians(
-    params, dist_builder, xs, weights=costs - baselines
+  # f_i - b_i with b_i = sum_{j != i} f_j / (K - 1) is K/(K - 1) times
+  # f_i - mean(f): the same weights, centred first (on CPU, XLA also fuses
+  # this form far better: the explicit b_i took ~2x the time of the plain
+  # score function).
+  weights = (costs - jnp.mean(costs)) * (num_samples / (num_samples - 1))
+  jacobians = estimators.noise_score_jacobians(
+    params, dist_builder, noise, weights=weights
   )
   return (jacobians, costs) if return_costs else jacobians
 
@@ -309,14 +313,16 @@ def _score_function_draws(
   scores by several costs.
 
   Returns:
-    ``(xs [num_samples, ...], (costs [num_samples] per function))``.
+    ``(noise [num_samples, ...], (costs [num_samples] per function))``: the
+    noise of the draws (see ``Distribution.sample_with_noise``), for
+    :func:`rgrad.estimators.noise_score_jacobians`.
   """
   name = "score_function_jacobians"
   dist = estimators._build(dist_builder, params, name)
   for function in functions:
     estimators._check_scalar_cost(function, dist, key, name)
   # The draws are data here, never differentiated through.
-  xs = jax.lax.stop_gradient(dist.sample(key, (num_samples,)))
+  xs, noise = jax.lax.stop_gradient(dist.sample_with_noise(key, (num_samples,)))
   del key
   all_costs = []
   for function in functions:
@@ -324,7 +330,7 @@ def _score_function_draws(
     chex.assert_shape(costs, (num_samples,))
     estimators._check_finite(costs, name)
     all_costs.append(costs)
-  return xs, tuple(all_costs)
+  return noise, tuple(all_costs)
 
 
 # ---------------------------------------------------------------------------
@@ -611,11 +617,11 @@ def _paired_jacobians(
     ``[num_samples]`` (None for an estimator callable other than the two).
   """
   if estimator_fn is estimators.score_function_jacobians:
-    xs, (costs, h_costs) = _score_function_draws(
+    noise, (costs, h_costs) = _score_function_draws(
       (function, cv.value), params, dist_builder, key, num_samples
     )
     del key
-    scores = estimators.score_jacobians(params, dist_builder, xs)
+    scores = estimators.noise_score_jacobians(params, dist_builder, noise)
     f_jacobians = jax.tree.map(
       lambda s: estimators._scale_leading(s, costs.astype(s.dtype)), scores
     )

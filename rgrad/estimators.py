@@ -197,13 +197,13 @@ def score_function_jacobians(
     )
 
   # The draws are data here, never differentiated through.
-  xs = jax.lax.stop_gradient(dist.sample(key, (num_samples,)))
+  xs, noise = jax.lax.stop_gradient(dist.sample_with_noise(key, (num_samples,)))
   del key
   costs = jax.vmap(function)(xs)
   chex.assert_shape(costs, (num_samples,))
   _check_finite(costs, name)
-  jacobians = score_jacobians(
-    params, dist_builder, xs, weights=costs - baseline
+  jacobians = noise_score_jacobians(
+    params, dist_builder, noise, weights=costs - baseline
   )
   return (jacobians, costs) if return_costs else jacobians
 
@@ -249,28 +249,85 @@ def score_jacobians(
   """
   name = "score_jacobians"
   dist, pullback = jax.vjp(dist_builder, params)
-  xs = jax.lax.stop_gradient(jnp.asarray(xs))
-  one = jax.eval_shape(lambda: dist.sample(jax.random.key(0)))
-  if xs.ndim < 1 or xs.shape[1:] != one.shape:
-    raise ValueError(
-      f"{name}: xs must have shape [num_samples, *{list(one.shape)}] (one "
-      f"draw per row), got {list(xs.shape)}."
-    )
-  num_samples = xs.shape[0]
-  scores = jax.vmap(dist.score)(xs)  # like dist, leaves [num_samples, *field]
-  if weights is not None:
-    weights = jnp.asarray(weights)
-    if weights.shape not in ((), (num_samples,)):
-      raise ValueError(
-        f"{name}: weights must be a scalar or have shape ({num_samples},), "
-        f"got {tuple(weights.shape)}."
-      )
-    weights = jnp.broadcast_to(weights, (num_samples,))
-    scores = jax.tree.map(
-      lambda s: _scale_leading(s, weights.astype(s.dtype)), scores
-    )
+  xs = jax.lax.stop_gradient(_check_rows(dist, xs, "xs", name))
+  weights = _check_row_weights(weights, xs.shape[0], name)
+  # Like dist, leaves [num_samples, *field].
+  scores = dist._weighted(jax.vmap(dist.score)(xs), weights)
   (jacobians,) = jax.vmap(pullback)(scores)
   return jacobians
+
+
+def noise_score_jacobians(
+  params: Any,
+  dist_builder: DistBuilder,
+  noise: jax.Array,
+  *,
+  weights: jax.typing.ArrayLike | None = None,
+):
+  r"""Like :func:`score_jacobians`, at the draws made from ``noise``.
+
+  ``noise`` is the second output of
+  ``dist_builder(params).sample_with_noise(key, (num_samples,))``; the scores
+  come from the distribution's ``score_from_noise``. For the Gaussians that
+  is the score as a function of :math:`\epsilon` (:math:`z = \epsilon`
+  exactly): the same values as :func:`score_jacobians` at the draws, up to
+  rounding, without recomputing :math:`(x - \mu)/\sigma` (or a triangular
+  solve). It also means the compiled program reads the noise where
+  :func:`score_jacobians` would read the draws, so XLA need not keep the
+  inverse-CDF of the Gaussian sampler alive for a second consumer (on CPU it
+  recomputed it: the score function took ~1.4x the time of drawing and
+  evaluating the cost, against ~1.1x this way). For the other distributions
+  the noise is the draw and the two functions agree exactly.
+
+  Args:
+    params: pytree of parameters.
+    dist_builder: ``params`` -> distribution.
+    noise: ``[num_samples, *batch_shape, *event_shape]``; data, not
+      differentiated through (gradients are stopped).
+    weights: optional per-sample weights ``[num_samples]`` (or a scalar).
+
+  Returns:
+    A pytree like ``params`` with leaves ``[num_samples, *leaf.shape]``.
+
+  Raises:
+    ValueError: ``noise`` whose trailing shape is not one draw of the
+      distribution, or ``weights`` of the wrong shape.
+  """
+  name = "noise_score_jacobians"
+  dist, pullback = jax.vjp(dist_builder, params)
+  noise = jax.lax.stop_gradient(_check_rows(dist, noise, "noise", name))
+  weights = _check_row_weights(weights, noise.shape[0], name)
+  (jacobians,) = jax.vmap(pullback)(dist.score_from_noise(noise, weights))
+  return jacobians
+
+
+def _check_rows(
+  dist: Distribution, rows: jax.typing.ArrayLike, what: str, name: str
+) -> jax.Array:
+  """Checks that `rows` is [num_samples, *one draw of dist]."""
+  rows = jnp.asarray(rows)
+  one = jax.eval_shape(lambda: dist.sample(jax.random.key(0)))
+  if rows.ndim < 1 or rows.shape[1:] != one.shape:
+    raise ValueError(
+      f"{name}: {what} must have shape [num_samples, *{list(one.shape)}] "
+      f"(one draw per row), got {list(rows.shape)}."
+    )
+  return rows
+
+
+def _check_row_weights(
+  weights: jax.typing.ArrayLike | None, num_samples: int, name: str
+) -> jax.Array | None:
+  """None, or `weights` (a scalar or [num_samples]) broadcast to [n]."""
+  if weights is None:
+    return None
+  weights = jnp.asarray(weights)
+  if weights.shape not in ((), (num_samples,)):
+    raise ValueError(
+      f"{name}: weights must be a scalar or have shape ({num_samples},), "
+      f"got {tuple(weights.shape)}."
+    )
+  return jnp.broadcast_to(weights, (num_samples,))
 
 
 # ---------------------------------------------------------------------------

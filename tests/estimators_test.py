@@ -647,6 +647,7 @@ class TransformationsTest(chex.TestCase):
       "score_function_jacobians",
       "measure_valued_jacobians",
       "score_jacobians",
+      "noise_score_jacobians",
     ):
       self.assertIs(getattr(rgrad, name), getattr(estimators, name))
       self.assertIn(name, rgrad.__all__)
@@ -856,7 +857,7 @@ class ScoreJacobiansTest(parameterized.TestCase):
         "loc": jnp.array([0.5, -1.0, 2.0]),
         "raw": jnp.array([0.1, -1, 2]),
       }
-    xs = builder(params).sample(jax.random.key(3), (5,))
+    xs, noise = builder(params).sample_with_noise(jax.random.key(3), (5,))
     weights = jnp.linspace(-2.0, 3.0, 5)
     grad_log_prob = jax.vmap(
       jax.grad(lambda p, x: builder(p).log_prob(x)), in_axes=(None, 0)
@@ -868,6 +869,16 @@ class ScoreJacobiansTest(parameterized.TestCase):
       lambda g: g * weights.reshape((5,) + (1,) * (g.ndim - 1)), grad_log_prob
     )
     chex.assert_trees_all_close(weighted, expected, rtol=1e-10, atol=1e-10)
+    # The same scores from the noise (z = eps, no whitening), at the same
+    # draws.
+    from_noise = estimators.noise_score_jacobians(params, builder, noise)
+    chex.assert_trees_all_close(
+      from_noise, grad_log_prob, rtol=1e-10, atol=1e-10
+    )
+    from_noise = estimators.noise_score_jacobians(
+      params, builder, noise, weights=weights
+    )
+    chex.assert_trees_all_close(from_noise, expected, rtol=1e-10, atol=1e-10)
 
   def test_is_what_score_function_jacobians_weights(self):
     params = _small_params()
@@ -889,6 +900,17 @@ class ScoreJacobiansTest(parameterized.TestCase):
       ValueError, r"weights must be a scalar or have shape \(4,\), got \(3,\)"
     ):
       estimators.score_jacobians(
+        params, _normal, jnp.zeros((4, 3)), weights=jnp.ones(3)
+      )
+    with self.assertRaisesRegex(
+      ValueError,
+      r"noise_score_jacobians: noise must have shape \[num_samples, \*\[3\]\]",
+    ):
+      estimators.noise_score_jacobians(params, _normal, jnp.zeros((4, 2)))
+    with self.assertRaisesRegex(
+      ValueError, r"weights must be a scalar or have shape \(4,\), got \(3,\)"
+    ):
+      estimators.noise_score_jacobians(
         params, _normal, jnp.zeros((4, 3)), weights=jnp.ones(3)
       )
 
