@@ -92,6 +92,14 @@ class BenchmarkEstimatorsTest(absltest.TestCase):
         or name in ("delta_method", "score_function"),
         name,
       )
+      self.assertEqual(
+        "within_own_floor_target" in record, "ratio_to_own_floor" in record
+      )
+      if "ratio_to_own_floor" in record:
+        self.assertEqual(
+          record["within_own_floor_target"],
+          record["ratio_to_own_floor"] <= 1.15,
+        )
     self.assertGreater(results["delta_method_floor_s_per_sample"], 0.0)
     self.assertGreater(results["weighted_floor_s_per_sample"], 0.0)
     memory = results["memory"]
