@@ -243,18 +243,41 @@ class Distribution:
     Returns:
       A pytree like this distribution, leaves ``[num_samples, *field]``.
     """
-    noise = self._check_noise(noise)
-    return self._weighted(jax.vmap(self.score)(noise), weights)
+    return self.batch_score(self._check_rows(noise), weights)
 
-  def _check_noise(self, noise: jax.typing.ArrayLike) -> jax.Array:
-    noise = jnp.asarray(noise)
+  def batch_score(
+    self,
+    xs: jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike | None = None,
+  ) -> "Distribution":
+    r"""Weighted scores :math:`w_i \nabla_\theta \log p(x_i)` at given draws.
+
+    Args:
+      xs: draws ``[num_samples, *batch_shape, *event_shape]``.
+      weights: ``[num_samples]`` or None (all ones).
+
+    Returns:
+      A pytree like this distribution, leaves ``[num_samples, *field]``.
+    """
+    xs = self._check_rows(xs, "xs")
+    return self._weighted(jax.vmap(self.score)(xs), weights)
+
+  def _check_rows(
+    self,
+    rows: jax.typing.ArrayLike,
+    what: str = "noise",
+    owner: str | None = None,
+  ) -> jax.Array:
+    """Checks that `rows` is [num_samples, *one draw]; errors name `owner`."""
+    rows = jnp.asarray(rows)
     one = jax.eval_shape(self.sample, jax.random.key(0))
-    if noise.ndim < 1 or noise.shape[1:] != one.shape:
+    if rows.ndim < 1 or rows.shape[1:] != one.shape:
       raise ValueError(
-        f"{type(self).__name__}: noise must have shape [num_samples, "
-        f"*{list(one.shape)}] (one draw per row), got {list(noise.shape)}."
+        f"{owner or type(self).__name__}: {what} must have shape "
+        f"[num_samples, *{list(one.shape)}] (one draw per row), got "
+        f"{list(rows.shape)}."
       )
-    return noise
+    return rows
 
   def _weighted(
     self, scores: "Distribution", weights: jax.typing.ArrayLike | None
@@ -324,7 +347,39 @@ class _Factorized(Distribution):
 # ---------------------------------------------------------------------------
 
 
-class Normal(_Factorized):
+class _StandardNormalNoise:
+  """Mixin: Gaussians drawn as ``x = loc + A eps`` from N(0, I) noise."""
+
+  loc: jax.Array
+
+  def _from_noise(self, eps: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def sample(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> jax.Array:
+    """Draws, shape ``[*sample_shape, *batch_shape, *event_shape]``."""
+    return self.sample_with_noise(key, sample_shape)[0]
+
+  def sample_with_noise(
+    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
+  ) -> tuple[jax.Array, jax.Array]:
+    """``(loc + A eps, eps)``, ``eps`` standard normal like ``loc``."""
+    shape = _sample_shape(sample_shape) + self.loc.shape
+    eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
+    return self._from_noise(eps), eps
+
+
+class _DiagonalGaussian(_StandardNormalNoise, _Factorized):
+  """Shared sampler of Normal and LogScaleNormal: ``loc + scale * eps``."""
+
+  scale: jax.Array
+
+  def _from_noise(self, eps: jax.Array) -> jax.Array:
+    return self.loc + self.scale * eps
+
+
+class Normal(_DiagonalGaussian):
   r"""Diagonal Gaussian :math:`N(x; \mu, \mathrm{diag}(\sigma^2))`.
 
   Reparameterized as :math:`x = \mu + \sigma\epsilon`,
@@ -354,20 +409,6 @@ class Normal(_Factorized):
     object.__setattr__(self, "loc", loc)
     object.__setattr__(self, "scale", scale)
 
-  def sample(
-    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
-  ) -> jax.Array:
-    """Draws ``loc + scale * eps``, shape ``[*sample_shape, *loc.shape]``."""
-    return self.sample_with_noise(key, sample_shape)[0]
-
-  def sample_with_noise(
-    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
-  ) -> tuple[jax.Array, jax.Array]:
-    """``(loc + scale * eps, eps)``, ``eps`` standard normal."""
-    shape = _sample_shape(sample_shape) + self.loc.shape
-    eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
-    return self.loc + self.scale * eps, eps
-
   def score_from_noise(
     self,
     noise: jax.typing.ArrayLike,
@@ -381,7 +422,7 @@ class Normal(_Factorized):
     :math:`w_i \partial_\mu \log p = v_i \epsilon_i` and
     :math:`w_i \partial_\sigma \log p = v_i (\epsilon_i^2 - 1)`.
     """
-    eps = self._check_noise(noise)
+    eps = self._check_rows(noise)
     v = 1.0 / self.scale
     if weights is not None:
       v = _leading(self._check_weights(weights, eps.shape[0]), eps) * v
@@ -399,7 +440,7 @@ class Normal(_Factorized):
     return Normal._unchecked(loc=grads.loc, scale=grads.scale)
 
 
-class LogScaleNormal(_Factorized):
+class LogScaleNormal(_DiagonalGaussian):
   r"""Diagonal Gaussian parameterized by :math:`(\mu, \log\sigma)`.
 
   Same law as :class:`Normal` with ``scale = exp(log_scale)``; the score is
@@ -431,20 +472,6 @@ class LogScaleNormal(_Factorized):
   def scale(self) -> jax.Array:
     return jnp.exp(self.log_scale)
 
-  def sample(
-    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
-  ) -> jax.Array:
-    """Draws ``loc + exp(log_scale) * eps``."""
-    return self.sample_with_noise(key, sample_shape)[0]
-
-  def sample_with_noise(
-    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
-  ) -> tuple[jax.Array, jax.Array]:
-    """``(loc + exp(log_scale) * eps, eps)``, ``eps`` standard normal."""
-    shape = _sample_shape(sample_shape) + self.loc.shape
-    eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
-    return self.loc + self.scale * eps, eps
-
   def score_from_noise(
     self,
     noise: jax.typing.ArrayLike,
@@ -456,7 +483,7 @@ class LogScaleNormal(_Factorized):
     :math:`w_i \partial_\mu \log p = (w_i/\sigma)\, \epsilon_i` and
     :math:`w_i \partial_{\log\sigma} \log p = w_i (\epsilon_i^2 - 1)`.
     """
-    eps = self._check_noise(noise)
+    eps = self._check_rows(noise)
     d_log_scale = eps * eps - 1.0
     if weights is None:
       return LogScaleNormal._unchecked(
@@ -479,7 +506,7 @@ class LogScaleNormal(_Factorized):
     return LogScaleNormal._unchecked(loc=grads.loc, log_scale=grads.log_scale)
 
 
-class MultivariateNormalTriL(Distribution):
+class MultivariateNormalTriL(_StandardNormalNoise, Distribution):
   r"""Full-covariance Gaussian :math:`N(\mu, L L^\top)`, Cholesky-parameterized.
 
   Reparameterized as :math:`x = \mu + L\epsilon`. Only the lower triangle of
@@ -563,19 +590,9 @@ class MultivariateNormalTriL(Distribution):
     )[..., 0]
     return tril, z
 
-  def sample(
-    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
-  ) -> jax.Array:
-    """Draws ``loc + L eps``, shape ``[*sample_shape, *batch_shape, d]``."""
-    return self.sample_with_noise(key, sample_shape)[0]
-
-  def sample_with_noise(
-    self, key: chex.PRNGKey, sample_shape: SampleShape = ()
-  ) -> tuple[jax.Array, jax.Array]:
-    """``(loc + L eps, eps)``, ``eps`` standard normal."""
-    shape = _sample_shape(sample_shape) + self.loc.shape
-    eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
-    return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps), eps
+  def _from_noise(self, eps: jax.Array) -> jax.Array:
+    """``loc + L eps``, shape ``[*sample_shape, *batch_shape, d]``."""
+    return self.loc + jnp.einsum("...ij,...j->...i", self._tril(), eps)
 
   def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
     tril, z = self._whiten(x)
@@ -597,7 +614,7 @@ class MultivariateNormalTriL(Distribution):
     :math:`z_i = L^{-1}(x_i - \mu) = \epsilon_i` exactly, so the whitening
     solve of :meth:`score` is skipped; the rest is the same formula.
     """
-    eps = self._check_noise(noise)
+    eps = self._check_rows(noise)
     tril = jnp.broadcast_to(self._tril(), eps.shape + eps.shape[-1:])
     return self._weighted(self._score_at(tril, eps), weights)
 

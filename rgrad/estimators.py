@@ -247,14 +247,9 @@ def score_jacobians(
     ValueError: ``xs`` whose trailing shape is not one draw of the
       distribution, or ``weights`` of the wrong shape.
   """
-  name = "score_jacobians"
-  dist, pullback = jax.vjp(dist_builder, params)
-  xs = jax.lax.stop_gradient(_check_rows(dist, xs, "xs", name))
-  weights = _check_row_weights(weights, xs.shape[0], name)
-  # Like dist, leaves [num_samples, *field].
-  scores = dist._weighted(jax.vmap(dist.score)(xs), weights)
-  (jacobians,) = jax.vmap(pullback)(scores)
-  return jacobians
+  return _pulled_back_scores(
+    params, dist_builder, xs, weights, "xs", "score_jacobians"
+  )
 
 
 def noise_score_jacobians(
@@ -293,26 +288,27 @@ def noise_score_jacobians(
     ValueError: ``noise`` whose trailing shape is not one draw of the
       distribution, or ``weights`` of the wrong shape.
   """
-  name = "noise_score_jacobians"
+  return _pulled_back_scores(
+    params, dist_builder, noise, weights, "noise", "noise_score_jacobians"
+  )
+
+
+def _pulled_back_scores(
+  params: Any,
+  dist_builder: DistBuilder,
+  rows: jax.typing.ArrayLike,
+  weights: jax.typing.ArrayLike | None,
+  what: str,
+  name: str,
+):
+  """Weighted scores at draws (`what` = "xs") or from their noise, on params."""
   dist, pullback = jax.vjp(dist_builder, params)
-  noise = jax.lax.stop_gradient(_check_rows(dist, noise, "noise", name))
-  weights = _check_row_weights(weights, noise.shape[0], name)
-  (jacobians,) = jax.vmap(pullback)(dist.score_from_noise(noise, weights))
+  rows = jax.lax.stop_gradient(dist._check_rows(rows, what, name))
+  weights = _check_row_weights(weights, rows.shape[0], name)
+  score_rows = dist.batch_score if what == "xs" else dist.score_from_noise
+  # Like dist, leaves [num_samples, *field].
+  (jacobians,) = jax.vmap(pullback)(score_rows(rows, weights))
   return jacobians
-
-
-def _check_rows(
-  dist: Distribution, rows: jax.typing.ArrayLike, what: str, name: str
-) -> jax.Array:
-  """Checks that `rows` is [num_samples, *one draw of dist]."""
-  rows = jnp.asarray(rows)
-  one = jax.eval_shape(lambda: dist.sample(jax.random.key(0)))
-  if rows.ndim < 1 or rows.shape[1:] != one.shape:
-    raise ValueError(
-      f"{name}: {what} must have shape [num_samples, *{list(one.shape)}] "
-      f"(one draw per row), got {list(rows.shape)}."
-    )
-  return rows
 
 
 def _check_row_weights(

@@ -169,8 +169,14 @@ class NoiseTest(parameterized.TestCase):
     chex.assert_equal_shape([x, noise])
     weights = jnp.linspace(-2.0, 3.0, 6)
     expected = jax.vmap(dist.score)(x)
-    for w in (None, weights):
-      got = jax.jit(dist.score_from_noise)(noise, w)
+    for w, got in [
+      (w, fn(rows, w))
+      for w in (None, weights)
+      for fn, rows in (
+        (jax.jit(dist.score_from_noise), noise),
+        (dist.batch_score, x),
+      )
+    ]:
       self.assertIsInstance(got, cls)
       scale = jnp.ones(6) if w is None else w
       for n in cls._fields:
