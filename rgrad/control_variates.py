@@ -76,7 +76,6 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rgrad import distributions
 from rgrad import estimators
@@ -89,26 +88,6 @@ CostFunction = Callable[[jax.Array], jax.typing.ArrayLike]
 # ---------------------------------------------------------------------------
 # Argument checks shared by the estimators below.
 # ---------------------------------------------------------------------------
-
-
-def _check_num_samples(
-  num_samples: Any, name: str, *, minimum: int = 1, even: bool = False
-) -> None:
-  """Checks that `num_samples` is a static Python int >= `minimum`."""
-  if isinstance(num_samples, bool) or not isinstance(
-    num_samples, (int, np.integer)
-  ):
-    raise TypeError(
-      f"{name} must be a Python int (it is static under jit), got "
-      f"{type(num_samples).__name__} {num_samples!r}."
-    )
-  if num_samples < minimum:
-    raise ValueError(f"{name} must be >= {minimum}, got {num_samples}.")
-  if even and num_samples % 2:
-    raise ValueError(
-      f"{name} must be even (samples come in antithetic pairs), got "
-      f"{num_samples}."
-    )
 
 
 def _check_scalar_cost(function: CostFunction, sample: Any) -> None:
@@ -278,7 +257,7 @@ def leave_one_out_jacobians(
     ICLR 2019 workshop, https://openreview.net/forum?id=r1lgTGL5DE.
     Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4).
   """
-  _check_num_samples(num_samples, "num_samples", minimum=2)
+  estimators._check_num_samples(num_samples, minimum=2)
   # One draw and one evaluation of the costs serve both the baseline and the
   # weights: the baseline of sample i is a function of the other costs only.
   noise, costs = _score_function_draws(
@@ -571,7 +550,7 @@ def estimate_control_variate_coefficients(
     ValueError: for an unknown estimator or control variate, or
       `num_samples` < 2.
   """
-  _check_num_samples(num_samples, "num_samples", minimum=2)
+  estimators._check_num_samples(num_samples, minimum=2)
   estimator_fn = _lookup(_estimators(), estimator, "estimator")
   cv_builder = _lookup(_CONTROL_VARIATES, control_variate, "control variate")
   cv = cv_builder(function, params, dist_builder)
@@ -764,7 +743,7 @@ def control_variate_jacobians(
   References:
     Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4).
   """
-  _check_num_samples(num_samples, "num_samples")
+  estimators._check_num_samples(num_samples)
   estimator_fn = _lookup(_estimators(), estimator, "estimator")
   cv_builder = _lookup(_CONTROL_VARIATES, control_variate, "control variate")
   estimate = isinstance(coefficient, str)
@@ -774,8 +753,8 @@ def control_variate_jacobians(
         f'coefficient must be a number, a pytree like params or "estimate", '
         f"got {coefficient!r}."
       )
-    _check_num_samples(
-      num_coefficient_samples, "num_coefficient_samples", minimum=2
+    estimators._check_num_samples(
+      num_coefficient_samples, what="num_coefficient_samples", minimum=2
     )
   else:
     coefficient = _broadcast_coefficient(coefficient, params)
@@ -934,7 +913,7 @@ def antithetic_pathwise_jacobians(
     https://artowen.su.domains/mc/.
   """
   name = "antithetic_pathwise_jacobians"
-  _check_num_samples(num_samples, "num_samples", minimum=2, even=True)
+  estimators._check_num_samples(num_samples, minimum=2, even=True)
   dist = estimators._build(dist_builder, params, name)
   _symmetric_center(dist)
   estimators._check_scalar_cost(function, dist, key, name)
@@ -1002,7 +981,7 @@ def antithetic_score_function_jacobians(
     TypeError: if the distribution is not a symmetric one.
   """
   name = "antithetic_score_function_jacobians"
-  _check_num_samples(num_samples, "num_samples", minimum=2, even=True)
+  estimators._check_num_samples(num_samples, minimum=2, even=True)
   dist = estimators._build(dist_builder, params, name)
   center = jax.lax.stop_gradient(_symmetric_center(dist))
   estimators._check_scalar_cost(function, dist, key, name)

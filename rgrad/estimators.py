@@ -63,16 +63,37 @@ DistBuilder = Callable[[Any], Distribution]
 # ---------------------------------------------------------------------------
 
 
-def _check_num_samples(num_samples: Any, name: str) -> int:
+def _check_num_samples(
+  num_samples: Any,
+  name: str | None = None,
+  *,
+  what: str = "num_samples",
+  minimum: int = 1,
+  even: bool = False,
+) -> int:
+  """Checks that `num_samples` is a static Python int >= `minimum`.
+
+  The one check behind every estimator here, in control_variates and in
+  variational; `name` (the calling function) prefixes the messages, `what`
+  names the argument, `even` asks for antithetic pairs.
+  """
+  prefix = f"{name}: " if name else ""
+  # `bool` is an `int` subclass; `True` samples is a bug, not one sample.
   if isinstance(num_samples, bool) or not isinstance(
     num_samples, (int, np.integer)
   ):
     raise TypeError(
-      f"{name}: num_samples must be a static Python int (list it in "
-      f"static_argnames under jax.jit), got {type(num_samples).__name__}."
+      f"{prefix}{what} must be a static Python int (list it in "
+      f"static_argnames under jax.jit), got {type(num_samples).__name__} "
+      f"{num_samples!r}."
     )
-  if num_samples < 1:
-    raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+  if num_samples < minimum:
+    raise ValueError(f"{prefix}{what} must be >= {minimum}, got {num_samples}.")
+  if even and num_samples % 2:
+    raise ValueError(
+      f"{prefix}{what} must be even (samples come in antithetic pairs), got "
+      f"{num_samples}."
+    )
   return int(num_samples)
 
 

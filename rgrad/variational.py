@@ -62,21 +62,12 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from rgrad import estimators
+
 # A pytree of parameters; `dist_builder(params)` returns a distribution with
 # `sample(key, sample_shape)`, `log_prob(x)` and `reparameterized`.
 Params = Any
 LogJoint = Callable[[jax.Array], jax.Array]
-
-
-def _check_num_samples(num_samples: Any, minimum: int = 1) -> None:
-  # `bool` is an `int` subclass; `True` samples is a bug, not one sample.
-  if not isinstance(num_samples, int) or isinstance(num_samples, bool):
-    raise TypeError(
-      f"num_samples must be a Python int (static), got {num_samples!r} of "
-      f"type {type(num_samples).__name__}."
-    )
-  if num_samples < minimum:
-    raise ValueError(f"num_samples must be >= {minimum}, got {num_samples}.")
 
 
 def _log_weight_and_grad(
@@ -167,7 +158,7 @@ def stl_jacobians(
   References:
     Roeder, Wu and Duvenaud, NeurIPS 2017, https://arxiv.org/abs/1703.09194.
   """
-  _check_num_samples(num_samples)
+  estimators._check_num_samples(num_samples)
   keys = jax.random.split(key, num_samples)
   del key
   log_w, grads = _log_weight_and_grad(log_joint, params, dist_builder, keys)
@@ -236,7 +227,7 @@ def dreg_jacobians(
     Tucker, Lawson, Gu and Maddison, ICLR 2019,
     https://arxiv.org/abs/1810.04152.
   """
-  _check_num_samples(num_samples)
+  estimators._check_num_samples(num_samples)
   keys = jax.random.split(key, num_samples)
   del key
   log_w, grads = _log_weight_and_grad(log_joint, params, dist_builder, keys)

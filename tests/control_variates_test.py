@@ -872,7 +872,7 @@ class BadInputTest(_FastCompileTestCase):
   def test_num_samples_must_be_int(self, estimator):
     for bad in (4.0, True, np.array(4)):
       with self.assertRaisesRegex(
-        TypeError, "num_samples must be a Python int"
+        TypeError, "num_samples must be a static Python int"
       ):
         self._call(estimator, bad)
 

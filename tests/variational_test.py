@@ -274,9 +274,13 @@ class BadInputTest(parameterized.TestCase):
     )
     with self.assertRaisesRegex(ValueError, "num_samples must be >= 1, got 0"):
       estimator(*args, 0)
-    with self.assertRaisesRegex(TypeError, "num_samples must be a Python int"):
+    with self.assertRaisesRegex(
+      TypeError, "num_samples must be a static Python int"
+    ):
       estimator(*args, 2.0)
-    with self.assertRaisesRegex(TypeError, "num_samples must be a Python int"):
+    with self.assertRaisesRegex(
+      TypeError, "num_samples must be a static Python int"
+    ):
       estimator(*args, True)
 
   @parameterized.parameters(
