@@ -602,10 +602,10 @@ def _paired_jacobians(
     del key
     scores = estimators.noise_score_jacobians(params, dist_builder, noise)
     f_jacobians = jax.tree.map(
-      lambda s: estimators._scale_leading(s, costs.astype(s.dtype)), scores
+      lambda s: s * distributions._leading(costs, s), scores
     )
     h_jacobians = jax.tree.map(
-      lambda s: estimators._scale_leading(s, h_costs.astype(s.dtype)), scores
+      lambda s: s * distributions._leading(h_costs, s), scores
     )
     return f_jacobians, h_jacobians, costs
   if estimator_fn is estimators.pathwise_jacobians:

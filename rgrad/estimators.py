@@ -53,6 +53,7 @@ from rgrad.distributions import Distribution
 from rgrad.distributions import LogScaleNormal
 from rgrad.distributions import Normal
 from rgrad.distributions import _concrete
+from rgrad.distributions import _leading
 
 Function = Callable[[jax.Array], jax.Array]
 DistBuilder = Callable[[Any], Distribution]
@@ -146,11 +147,6 @@ def _check_finite(costs: jax.Array, name: str) -> None:
       "the gradient estimate would be meaningless. Under jax.jit they "
       "propagate into non-finite jacobians instead."
     )
-
-
-def _scale_leading(values: jax.Array, weights: jax.Array) -> jax.Array:
-  """Multiplies `values` [n, ...] by per-sample `weights` [n]."""
-  return values * weights.reshape(weights.shape + (1,) * (values.ndim - 1))
 
 
 # ---------------------------------------------------------------------------
@@ -431,10 +427,7 @@ def _check_reparameterized(dist: Distribution, name: str) -> None:
 def _poison_non_finite(jacobians: Any, costs: jax.Array) -> Any:
   """NaN rows of `jacobians` [n, ...] wherever `costs` [n] is not finite."""
   poison = jnp.where(jnp.isfinite(costs), 0.0, jnp.nan)  # [num_samples]
-  return jax.tree.map(
-    lambda j: j + _scale_leading(jnp.ones_like(j), poison.astype(j.dtype)),
-    jacobians,
-  )
+  return jax.tree.map(lambda j: j + _leading(poison, j), jacobians)
 
 
 # ---------------------------------------------------------------------------
