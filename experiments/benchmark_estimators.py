@@ -81,13 +81,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-from absl import app
 from absl import logging
 
 from experiments import launch
@@ -568,12 +566,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   return results
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  run(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-  _CONFIG, _WORKDIR = launch.define_flags("benchmark_estimators")
-  app.run(main)
+  launch.run_app("benchmark_estimators", run)

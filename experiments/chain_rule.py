@@ -59,7 +59,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-from absl import app
 from absl import logging
 
 from experiments import launch
@@ -588,12 +587,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return results
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("Too many command-line arguments.")
-  run(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-  _CONFIG, _WORKDIR = launch.define_flags("chain_rule")
-  app.run(main)
+  launch.run_app("chain_rule", run)

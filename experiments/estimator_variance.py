@@ -163,7 +163,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app
 from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
@@ -1582,12 +1581,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   return results
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  run(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-  _CONFIG, _WORKDIR = launch.define_flags("estimator_variance")
-  app.run(main)
+  launch.run_app("estimator_variance", run)

@@ -9,7 +9,12 @@ in one process-wide registry, so they are defined only when a module runs as
 """
 
 import os
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
+import ml_collections
+from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -38,3 +43,21 @@ def define_flags(
     "workdir", f"/tmp/rgrad/{name}", "Where results go."
   )
   return config, workdir
+
+
+def run_app(
+  name: str, run: Callable[[ml_collections.ConfigDict, str], Any]
+) -> None:
+  """Runs ``run(config, workdir)`` as the absl app of the experiment `name`.
+
+  Defines the flags (:func:`define_flags`), so call it only under
+  ``if __name__ == "__main__":``. Positional arguments are an error.
+  """
+  config, workdir = define_flags(name)
+
+  def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    run(config.value, workdir.value)
+
+  app.run(main)
