@@ -130,7 +130,6 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from absl import app
 from absl import logging
 
 from experiments import launch
@@ -1052,18 +1051,16 @@ def _image_grid(rows, side, title, path):
 # ---------------------------------------------------------------------------
 
 
-def main(argv):
-  del argv
-  # Keep progress readable: orbax logs every checkpoint step at INFO.
+def _run_quietly(config: ml_collections.ConfigDict, workdir: str):
+  """`run`, with orbax's per-checkpoint INFO lines filtered from the log."""
   logging.get_absl_logger().addFilter(
     lambda record: (
       "orbax" not in record.pathname
       or record.levelno >= logging.converter.STANDARD_WARNING
     )
   )
-  run(_CONFIG.value, _WORKDIR.value)
+  return run(config, workdir)
 
 
 if __name__ == "__main__":
-  _CONFIG, _WORKDIR = launch.define_flags("vae")
-  app.run(main)
+  launch.run_app("vae", _run_quietly)
