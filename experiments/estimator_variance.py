@@ -1315,6 +1315,13 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
 
   paths = []
 
+  def save(fig, legend_ax, filename: str) -> None:
+    """Legend under the panels, then write `filename` in workdir and close."""
+    _legend_below(fig, legend_ax)
+    paths.append(os.path.join(workdir, filename))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
   def lines(ax, rows, x_field, y_of, exact_of=None):
     for n in parsed.estimators:
       sel = [r for r in rows if r["estimator"] == n]
@@ -1362,10 +1369,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       ax.set_xlabel("k")
       ax.set_ylabel("variance")
       ax.set_title(f"{COSTS[c].label}: gradient w.r.t. {label[p]}  (- - exact)")
-    _legend_below(fig, axes[0])
-    paths.append(os.path.join(workdir, f"variance_{c}.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    save(fig, axes[0], f"variance_{c}.png")
 
   # Work-normalized variance: variance x seconds per sample.
   per_sample = {t["estimator"]: t["seconds_per_sample"] for t in timings}
@@ -1384,10 +1388,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       ax.set_xlabel("k")
       ax.set_ylabel("variance x s/sample")
       ax.set_title(f"{COSTS[c].label}: work-normalized, {label[p]}")
-  _legend_below(fig, axes[0, 0])
-  paths.append(os.path.join(workdir, "work_normalized_variance.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  save(fig, axes[0, 0], "work_normalized_variance.png")
 
   if results["sigma_sweep"]:
     fig, axes = plt.subplots(
@@ -1416,10 +1417,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
         ax.set_title(
           f"{COSTS[c].label}, k={rows[0]['k']:g}: {label[p]}  (- - exact)"
         )
-    _legend_below(fig, axes[0, 0])
-    paths.append(os.path.join(workdir, "sigma_sweep.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    save(fig, axes[0, 0], "sigma_sweep.png")
 
   if results["dim_sweep"]:
     fig, axes = plt.subplots(
@@ -1472,10 +1470,7 @@ def _plot(workdir, parsed, results, timings) -> list[str]:
       for ax in axes[row]:
         log_scale(ax, "x", base=2)
         ax.set_xlabel("dimension d")
-    _legend_below(fig, axes[0, 0])
-    paths.append(os.path.join(workdir, "dim_sweep.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    save(fig, axes[0, 0], "dim_sweep.png")
   return paths
 
 
