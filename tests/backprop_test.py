@@ -54,6 +54,17 @@ def _rnn_problem(
   return params, h0, xs, ys
 
 
+def _assert_bptt_matches_autodiff(hand, params, h0, xs, ys):
+  """`hand` (rnn_loss_and_grads, transformed) against jitted jax.grad."""
+  loss, (grads, dh0) = hand(params, h0, xs, ys)
+  ref_loss, (ref_grads, ref_dh0) = jax.jit(
+    jax.value_and_grad(backprop.rnn_loss, argnums=(0, 1))
+  )(params, h0, xs, ys)
+  _assert_trees_close(loss, ref_loss)
+  _assert_trees_close(grads, ref_grads)
+  _assert_trees_close(dh0, ref_dh0)
+
+
 class MLPTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(
@@ -134,29 +145,15 @@ class RNNTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters(1, 9)
   def test_matches_jax_grad(self, num_steps):
-    params, h0, xs, ys = _rnn_problem(num_steps)
-    loss, (grads, dh0) = self.variant(backprop.rnn_loss_and_grads)(
-      params, h0, xs, ys
+    _assert_bptt_matches_autodiff(
+      self.variant(backprop.rnn_loss_and_grads), *_rnn_problem(num_steps)
     )
-    ref_loss, (ref_grads, ref_dh0) = jax.jit(
-      jax.value_and_grad(backprop.rnn_loss, argnums=(0, 1))
-    )(params, h0, xs, ys)
-    _assert_trees_close(loss, ref_loss)
-    _assert_trees_close(grads, ref_grads)
-    _assert_trees_close(dh0, ref_dh0)
 
   def test_long_sequence(self):
     # T = 1000: one reverse scan, no unrolling; both sides jitted.
-    params, h0, xs, ys = _rnn_problem(1000, scale=0.9)
-    loss, (grads, dh0) = jax.jit(backprop.rnn_loss_and_grads)(
-      params, h0, xs, ys
+    _assert_bptt_matches_autodiff(
+      jax.jit(backprop.rnn_loss_and_grads), *_rnn_problem(1000, scale=0.9)
     )
-    ref_loss, (ref_grads, ref_dh0) = jax.jit(
-      jax.value_and_grad(backprop.rnn_loss, argnums=(0, 1))
-    )(params, h0, xs, ys)
-    _assert_trees_close(loss, ref_loss)
-    _assert_trees_close(grads, ref_grads)
-    _assert_trees_close(dh0, ref_dh0)
 
   def test_step_weights_isolate_the_last_step(self):
     params, h0, xs, ys = _rnn_problem(6, scale=2.0)
