@@ -86,23 +86,6 @@ CostFunction = Callable[[jax.Array], jax.typing.ArrayLike]
 
 
 # ---------------------------------------------------------------------------
-# Argument checks shared by the estimators below.
-# ---------------------------------------------------------------------------
-
-
-def _check_scalar_cost(function: CostFunction, sample: Any) -> None:
-  """Checks, from shapes alone, that `function` maps a sample to a scalar."""
-  out = jax.eval_shape(function, sample)
-  shape = getattr(out, "shape", None)
-  if shape != ():
-    raise ValueError(
-      "function must map one sample to a scalar cost; for a sample of shape "
-      f"{list(sample.shape)} it returned "
-      f"{type(out).__name__ if shape is None else f'shape {list(shape)}'}."
-    )
-
-
-# ---------------------------------------------------------------------------
 # Moving-average baseline.
 # ---------------------------------------------------------------------------
 
@@ -374,7 +357,11 @@ def _delta_method(
   def flat_function(v):  # [n] -> scalar
     return jnp.asarray(function(v.reshape(event_shape)))
 
-  _check_scalar_cost(function, jax.ShapeDtypeStruct(event_shape, mean.dtype))
+  estimators._check_scalar_output(
+    function,
+    jax.ShapeDtypeStruct(event_shape, mean.dtype),
+    "delta_method_control_variate",
+  )
   f0, grad = jax.value_and_grad(flat_function)(center)  # [], [n]
   if order == 2:
     # Forward-over-reverse: n Hessian-vector products, O(n^2) memory.

@@ -124,7 +124,13 @@ def _check_scalar_cost(
   function: Function, dist: Distribution, key: chex.PRNGKey, name: str
 ) -> None:
   """Checks, from shapes alone, that `function` maps one draw to a scalar."""
-  x = jax.eval_shape(dist.sample, key)
+  _check_scalar_output(function, jax.eval_shape(dist.sample, key), name)
+
+
+def _check_scalar_output(
+  function: Function, x: jax.ShapeDtypeStruct, name: str
+) -> None:
+  """Checks, from shapes alone, that `function` maps `x` to a scalar."""
   out = jax.eval_shape(function, x)
   shape = getattr(out, "shape", None)
   if shape != ():
