@@ -37,6 +37,9 @@ from rgrad.primitives import normal_log_prob_grads
 
 # isort: split
 # --- Monte Carlo gradient estimation (distributions, estimators, ...) ---
+from rgrad.base import CAPABILITIES
+from rgrad.base import Capability
+from rgrad.base import StatefulEstimator
 from rgrad.distributions import Bernoulli
 from rgrad.distributions import Categorical
 from rgrad.distributions import Distribution
@@ -44,11 +47,20 @@ from rgrad.distributions import Gamma
 from rgrad.distributions import LogScaleNormal
 from rgrad.distributions import MultivariateNormalTriL
 from rgrad.distributions import Normal
+from rgrad.distributions import WeakDerivative
 from rgrad.estimators import measure_valued_jacobians
 from rgrad.estimators import noise_score_jacobians
 from rgrad.estimators import pathwise_jacobians
 from rgrad.estimators import score_function_jacobians
 from rgrad.estimators import score_jacobians
+
+# isort: split
+# --- the estimator registry ---
+from rgrad.registry import ESTIMATORS
+from rgrad.registry import EstimatorSpec
+from rgrad.registry import get_estimator
+from rgrad.registry import register_estimator
+from rgrad.registry import unregister_estimator
 
 # isort: split
 # --- variance reduction (baselines, control variates, antithetic) ---
@@ -61,6 +73,7 @@ from rgrad.control_variates import delta_method_control_variate
 from rgrad.control_variates import delta_method_jacobians
 from rgrad.control_variates import estimate_control_variate_coefficients
 from rgrad.control_variates import leave_one_out_jacobians
+from rgrad.control_variates import moving_average_baseline
 from rgrad.control_variates import moving_average_baseline_init
 from rgrad.control_variates import moving_average_baseline_update
 from rgrad.control_variates import moving_average_baseline_value
@@ -75,6 +88,7 @@ from rgrad.variational import stl_jacobians
 from rgrad.diagnostics import GradientMoments
 from rgrad.diagnostics import bias_in_stderrs
 from rgrad.diagnostics import gradient_moments
+from rgrad.diagnostics import moments
 from rgrad.diagnostics import signal_to_noise
 from rgrad.exact import exact_gradient
 from rgrad.exact import measure_valued_variance
@@ -120,11 +134,21 @@ __all__ = (
   "LogScaleNormal",
   "MultivariateNormalTriL",
   "Normal",
+  "WeakDerivative",
+  "CAPABILITIES",
+  "Capability",
+  "StatefulEstimator",
   "measure_valued_jacobians",
   "noise_score_jacobians",
   "pathwise_jacobians",
   "score_function_jacobians",
   "score_jacobians",
+  # the estimator registry
+  "ESTIMATORS",
+  "EstimatorSpec",
+  "get_estimator",
+  "register_estimator",
+  "unregister_estimator",
   # variance reduction
   "ControlVariate",
   "MovingAverageBaselineState",
@@ -135,6 +159,7 @@ __all__ = (
   "delta_method_jacobians",
   "estimate_control_variate_coefficients",
   "leave_one_out_jacobians",
+  "moving_average_baseline",
   "moving_average_baseline_init",
   "moving_average_baseline_update",
   "moving_average_baseline_value",
@@ -145,6 +170,7 @@ __all__ = (
   "GradientMoments",
   "bias_in_stderrs",
   "gradient_moments",
+  "moments",
   "signal_to_noise",
   "exact_gradient",
   "measure_valued_variance",

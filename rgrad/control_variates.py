@@ -77,12 +77,13 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from rgrad import distributions
+from rgrad import _internal
+from rgrad import base
 from rgrad import estimators
 
-Params = chex.ArrayTree
-DistBuilder = Callable[[Params], distributions.Distribution]
-CostFunction = Callable[[jax.Array], jax.typing.ArrayLike]
+Params = base.Params
+DistBuilder = base.DistBuilder
+CostFunction = base.CostFunction
 
 
 # ---------------------------------------------------------------------------
@@ -161,7 +162,7 @@ def moving_average_baseline_update(
   costs = jnp.asarray(costs)
   if costs.size == 0:
     raise ValueError("costs must be non-empty to update the moving average.")
-  concrete_decay = distributions._concrete(decay)
+  concrete_decay = _internal.concrete(decay)
   if concrete_decay is not None and not (0.0 <= concrete_decay < 1.0):
     raise ValueError(f"decay must be in [0, 1), got {decay}.")
   dtype = state.value.dtype
@@ -187,6 +188,53 @@ def moving_average_baseline_value(
   baseline stays independent of the samples it is used with.
   """
   return state.value
+
+
+def moving_average_baseline(
+  decay: float = 0.9,
+  dtype: jax.typing.DTypeLike | None = None,
+) -> base.StatefulEstimator:
+  r"""Score function with a moving-average baseline, as a stateful estimator.
+
+  ``state = init(params)``, then per step
+  ``jacobians, state = estimate(function, params, dist_builder, key,
+  num_samples, state)``: the estimate subtracts the debiased moving average of
+  *earlier* calls' costs (:func:`moving_average_baseline_value`), so it stays
+  unbiased, and the returned state has this call's costs folded in
+  (:func:`moving_average_baseline_update`) after they were used.
+
+  Args:
+    decay: :math:`\beta \in [0, 1)` of the moving average.
+    dtype: float dtype of the running value (default: JAX's default float).
+
+  Returns:
+    A :class:`rgrad.base.StatefulEstimator` whose state is a
+    :class:`MovingAverageBaselineState`.
+
+  Raises:
+    ValueError: `decay` outside ``[0, 1)``.
+  """
+  concrete_decay = _internal.concrete(decay)
+  if concrete_decay is not None and not (0.0 <= concrete_decay < 1.0):
+    raise ValueError(f"decay must be in [0, 1), got {decay}.")
+
+  def init(params: Params) -> MovingAverageBaselineState:
+    del params
+    return moving_average_baseline_init(dtype)
+
+  def estimate(function, params, dist_builder, key, num_samples, state):
+    jacobians, costs = estimators.score_function_jacobians(
+      function,
+      params,
+      dist_builder,
+      key,
+      num_samples,
+      baseline=moving_average_baseline_value(state),
+      return_costs=True,
+    )
+    return jacobians, moving_average_baseline_update(state, costs, decay)
+
+  return base.StatefulEstimator(init=init, estimate=estimate)
 
 
 # ---------------------------------------------------------------------------
@@ -240,11 +288,12 @@ def leave_one_out_jacobians(
     ICLR 2019 workshop, https://openreview.net/forum?id=r1lgTGL5DE.
     Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4).
   """
-  estimators._check_num_samples(num_samples, minimum=2)
+  name = "leave_one_out_jacobians"
+  _internal.check_int(num_samples, name, minimum=2)
   # One draw and one evaluation of the costs serve both the baseline and the
   # weights: the baseline of sample i is a function of the other costs only.
-  noise, costs = _score_function_draws(
-    (function,), params, dist_builder, key, num_samples
+  noise, costs = estimators.score_function_draws(
+    (function,), params, dist_builder, key, num_samples, name=name
   )
   del key
   (costs,) = costs
@@ -258,41 +307,6 @@ def leave_one_out_jacobians(
     params, dist_builder, noise, weights=weights
   )
   return (jacobians, costs) if return_costs else jacobians
-
-
-def _score_function_draws(
-  functions: tuple[CostFunction, ...],
-  params: Params,
-  dist_builder: DistBuilder,
-  key: chex.PRNGKey,
-  num_samples: int,
-) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-  """The draws of `score_function_jacobians` and each function's costs there.
-
-  Makes the same draws from `key` as
-  :func:`rgrad.estimators.score_function_jacobians` and runs the same checks
-  (with its name in the messages), for estimators that weight one set of
-  scores by several costs.
-
-  Returns:
-    ``(noise [num_samples, ...], (costs [num_samples] per function))``: the
-    noise of the draws (see ``Distribution.sample_with_noise``), for
-    :func:`rgrad.estimators.noise_score_jacobians`.
-  """
-  name = "score_function_jacobians"
-  dist = estimators._build(dist_builder, params, name)
-  for function in functions:
-    estimators._check_scalar_cost(function, dist, key, name)
-  # The draws are data here, never differentiated through.
-  xs, noise = jax.lax.stop_gradient(dist.sample_with_noise(key, (num_samples,)))
-  del key
-  all_costs = []
-  for function in functions:
-    costs = jax.vmap(function)(xs)
-    chex.assert_shape(costs, (num_samples,))
-    estimators._check_finite(costs, name)
-    all_costs.append(costs)
-  return noise, tuple(all_costs)
 
 
 # ---------------------------------------------------------------------------
@@ -316,28 +330,16 @@ class ControlVariate(NamedTuple):
   expected_value: Callable[[Params], jax.Array]
 
 
-def _gaussian_mean_and_covariance(
-  dist: distributions.Distribution,
-) -> tuple[jax.Array, jax.Array]:
-  """Mean (any shape) and covariance ``[n, n]`` of the flattened sample."""
-  if isinstance(dist, (distributions.Normal, distributions.LogScaleNormal)):
-    # Both expose `scale` (LogScaleNormal as exp(log_scale)), so gradients
-    # reach `log_scale` through the exponential.
-    return dist.loc, jnp.diag(jnp.square(dist.scale).reshape(-1))
-  if isinstance(dist, distributions.MultivariateNormalTriL):
-    if dist.loc.ndim != 1:
-      raise ValueError(
-        "The delta method supports MultivariateNormalTriL without batch "
-        f"dimensions (loc [d]); got loc of shape {list(dist.loc.shape)}."
-      )
-    tril = jnp.tril(dist.scale_tril)  # The class reads the lower triangle only.
-    return dist.loc, tril @ tril.T
-  raise TypeError(
-    "The delta-method control variate needs a Gaussian (its expectation is "
-    "known in closed form only there): dist_builder must return Normal, "
-    "LogScaleNormal or MultivariateNormalTriL, got "
-    f"{type(dist).__name__}."
-  )
+def _mean_and_covariance(dist: Any) -> tuple[jax.Array, jax.Array]:
+  """The distribution's mean and flat covariance, via its capability."""
+  if _internal.missing_capabilities(dist, ("mean_and_covariance",)):
+    raise TypeError(
+      "The delta-method control variate needs a Gaussian (its expectation is "
+      "known in closed form only there): dist_builder must return a "
+      "distribution with the mean_and_covariance capability (Normal, "
+      f"LogScaleNormal, MultivariateNormalTriL), got {type(dist).__name__}."
+    )
+  return dist.mean_and_covariance()
 
 
 def _delta_method(
@@ -347,7 +349,7 @@ def _delta_method(
   order: int,
 ) -> ControlVariate:
   """Taylor expansion of `function` at the mean, to first or second order."""
-  mean, _ = _gaussian_mean_and_covariance(dist_builder(params))
+  mean, _ = _mean_and_covariance(dist_builder(params))
   # The expansion point is a constant: h must not depend on the parameters
   # through its coefficients, or the estimators would differentiate them.
   mean = jax.lax.stop_gradient(mean)
@@ -357,7 +359,7 @@ def _delta_method(
   def flat_function(v):  # [n] -> scalar
     return jnp.asarray(function(v.reshape(event_shape)))
 
-  estimators._check_scalar_output(
+  _internal.check_scalar_output(
     function,
     jax.ShapeDtypeStruct(event_shape, mean.dtype),
     "delta_method_control_variate",
@@ -376,7 +378,7 @@ def _delta_method(
   def expected_value(params):
     # E[h] for x ~ N(m', S): with delta = m' - m,
     # f(m) + g.delta + (delta' H delta + tr(H S)) / 2.
-    loc, covariance = _gaussian_mean_and_covariance(dist_builder(params))
+    loc, covariance = _mean_and_covariance(dist_builder(params))
     delta = loc.reshape(-1) - center
     return (
       f0
@@ -451,7 +453,7 @@ def delta_method_control_variate(
 ControlVariateBuilder = Callable[
   [CostFunction, Params, DistBuilder], ControlVariate
 ]
-Estimator = Callable[..., Any]
+Estimator = base.Estimator
 
 _CONTROL_VARIATES: dict[str, ControlVariateBuilder] = {
   "delta": lambda f, p, b: _delta_method(f, p, b, order=2),
@@ -459,22 +461,32 @@ _CONTROL_VARIATES: dict[str, ControlVariateBuilder] = {
 }
 
 
-def _estimators() -> dict[str, Estimator]:
-  return {
-    "score_function": estimators.score_function_jacobians,
-    "pathwise": estimators.pathwise_jacobians,
-  }
+def _estimator_fn(estimator: Any) -> Estimator:
+  """A callable as is, or the registered estimator of that name."""
+  if callable(estimator) and not isinstance(estimator, str):
+    return estimator
+  # Imported here: the registry lists this module's estimators.
+  from rgrad import registry
 
-
-def _lookup(table: dict[str, Any], name: Any, what: str) -> Any:
-  if callable(name) and not isinstance(name, str):
-    return name
-  if not isinstance(name, str) or name not in table:
+  names = registry.estimators_for(objective="expectation", stateful=False)
+  if not isinstance(estimator, str) or estimator not in names:
     raise ValueError(
-      f"Unknown {what} {name!r}; valid names are {sorted(table)} (or pass a "
-      "callable)."
+      f"Unknown estimator {estimator!r}; valid names are {sorted(names)} (the "
+      "stateless expectation estimators of rgrad.ESTIMATORS), or pass a "
+      "callable."
     )
-  return table[name]
+  return registry.get_estimator(estimator).fn
+
+
+def _control_variate_builder(control_variate: Any) -> ControlVariateBuilder:
+  if callable(control_variate) and not isinstance(control_variate, str):
+    return control_variate
+  if control_variate not in _CONTROL_VARIATES:
+    raise ValueError(
+      f"Unknown control variate {control_variate!r}; valid names are "
+      f"{sorted(_CONTROL_VARIATES)} (or pass a callable)."
+    )
+  return _CONTROL_VARIATES[control_variate]
 
 
 def _optimal_coefficients(f_jacobians: Params, h_jacobians: Params) -> Params:
@@ -537,9 +549,11 @@ def estimate_control_variate_coefficients(
     ValueError: for an unknown estimator or control variate, or
       `num_samples` < 2.
   """
-  estimators._check_num_samples(num_samples, minimum=2)
-  estimator_fn = _lookup(_estimators(), estimator, "estimator")
-  cv_builder = _lookup(_CONTROL_VARIATES, control_variate, "control variate")
+  _internal.check_int(
+    num_samples, "estimate_control_variate_coefficients", minimum=2
+  )
+  estimator_fn = _estimator_fn(estimator)
+  cv_builder = _control_variate_builder(control_variate)
   cv = cv_builder(function, params, dist_builder)
   return _coefficients(
     estimator_fn, function, cv, params, dist_builder, key, num_samples
@@ -583,67 +597,39 @@ def _paired_jacobians(
     ``[num_samples]`` (None for an estimator callable other than the two).
   """
   if estimator_fn is estimators.score_function_jacobians:
-    noise, (costs, h_costs) = _score_function_draws(
-      (function, cv.value), params, dist_builder, key, num_samples
+    noise, (costs, h_costs) = estimators.score_function_draws(
+      (function, cv.value),
+      params,
+      dist_builder,
+      key,
+      num_samples,
+      name="score_function_jacobians",
     )
     del key
     scores = estimators.noise_score_jacobians(params, dist_builder, noise)
     f_jacobians = jax.tree.map(
-      lambda s: s * distributions._leading(costs, s), scores
+      lambda s: s * _internal.leading(costs, s), scores
     )
     h_jacobians = jax.tree.map(
-      lambda s: s * distributions._leading(h_costs, s), scores
+      lambda s: s * _internal.leading(h_costs, s), scores
     )
     return f_jacobians, h_jacobians, costs
   if estimator_fn is estimators.pathwise_jacobians:
-    return _paired_pathwise_jacobians(
-      function, cv.value, params, dist_builder, key, num_samples
+    (costs, f_jacobians), (_, h_jacobians) = (
+      estimators.pathwise_value_and_grads(
+        (function, cv.value),
+        params,
+        dist_builder,
+        key,
+        num_samples,
+        name="pathwise_jacobians",
+      )
     )
+    return f_jacobians, h_jacobians, costs
   f_jacobians = estimator_fn(function, params, dist_builder, key, num_samples)
   h_jacobians = estimator_fn(cv.value, params, dist_builder, key, num_samples)
   del key
   return f_jacobians, h_jacobians, None
-
-
-def _paired_pathwise_jacobians(
-  function: CostFunction,
-  h: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
-  key: chex.PRNGKey,
-  num_samples: int,
-) -> tuple[Params, Params, jax.Array]:
-  """:func:`rgrad.estimators.pathwise_jacobians` of `function` and `h`, fused.
-
-  The same per-sample keys, draws, checks (under that estimator's name) and
-  NaN rows for non-finite costs as two calls of it with one key; the sampling
-  path ``params -> x`` is traced and transposed once per sample and its VJP
-  applied to both cost gradients, so any reparameterization works, Gamma's
-  implicit one included.
-  """
-  name = "pathwise_jacobians"
-  dist = estimators._build(dist_builder, params, name)
-  estimators._check_reparameterized(dist, name)
-  estimators._check_scalar_cost(function, dist, key, name)
-  estimators._check_scalar_cost(h, dist, key, name)
-  keys = jax.random.split(key, num_samples)
-  del key
-
-  def one_sample(sample_key):
-    x, pullback = jax.vjp(lambda p: dist_builder(p).sample(sample_key), params)
-    cost, dx = jax.value_and_grad(lambda x: jnp.asarray(function(x)))(x)
-    h_cost, dx_h = jax.value_and_grad(lambda x: jnp.asarray(h(x)))(x)
-    (jacobian,) = pullback(dx)
-    (h_jacobian,) = pullback(dx_h)
-    return cost, h_cost, jacobian, h_jacobian
-
-  costs, h_costs, f_jacobians, h_jacobians = jax.vmap(one_sample)(keys)
-  chex.assert_shape((costs, h_costs), (num_samples,))
-  estimators._check_finite(costs, name)
-  estimators._check_finite(h_costs, name)
-  f_jacobians = estimators._poison_non_finite(f_jacobians, costs)
-  h_jacobians = estimators._poison_non_finite(h_jacobians, h_costs)
-  return f_jacobians, h_jacobians, costs
 
 
 def _broadcast_coefficient(coefficient: Any, params: Params) -> Params:
@@ -730,9 +716,9 @@ def control_variate_jacobians(
   References:
     Mohamed et al. 2020, https://arxiv.org/abs/1906.10652 (Section 7.4).
   """
-  estimators._check_num_samples(num_samples)
-  estimator_fn = _lookup(_estimators(), estimator, "estimator")
-  cv_builder = _lookup(_CONTROL_VARIATES, control_variate, "control variate")
+  _internal.check_int(num_samples, "control_variate_jacobians")
+  estimator_fn = _estimator_fn(estimator)
+  cv_builder = _control_variate_builder(control_variate)
   estimate = isinstance(coefficient, str)
   if estimate:
     if coefficient != "estimate":
@@ -740,8 +726,11 @@ def control_variate_jacobians(
         f'coefficient must be a number, a pytree like params or "estimate", '
         f"got {coefficient!r}."
       )
-    estimators._check_num_samples(
-      num_coefficient_samples, what="num_coefficient_samples", minimum=2
+    _internal.check_int(
+      num_coefficient_samples,
+      "control_variate_jacobians",
+      what="num_coefficient_samples",
+      minimum=2,
     )
   else:
     coefficient = _broadcast_coefficient(coefficient, params)
@@ -824,20 +813,14 @@ def delta_method_jacobians(
 # ---------------------------------------------------------------------------
 
 
-def _symmetric_center(dist: distributions.Distribution) -> jax.Array:
-  """The point that a symmetric distribution is reflected through."""
-  symmetric = (
-    distributions.Normal,
-    distributions.LogScaleNormal,
-    distributions.MultivariateNormalTriL,
-  )
-  if not isinstance(dist, symmetric):
+def _check_reflection(dist: Any) -> None:
+  if _internal.missing_capabilities(dist, ("reflection",)):
     raise TypeError(
       "Antithetic sampling reflects draws through the centre of a symmetric "
-      "distribution; dist_builder must return one of "
-      f"{[c.__name__ for c in symmetric]}, got {type(dist).__name__}."
+      "distribution; dist_builder must return one with the reflection "
+      "capability (Normal, LogScaleNormal, MultivariateNormalTriL), got "
+      f"{type(dist).__name__}."
     )
-  return dist.loc
 
 
 def antithetic_pathwise_jacobians(
@@ -900,10 +883,10 @@ def antithetic_pathwise_jacobians(
     https://artowen.su.domains/mc/.
   """
   name = "antithetic_pathwise_jacobians"
-  estimators._check_num_samples(num_samples, minimum=2, even=True)
-  dist = estimators._build(dist_builder, params, name)
-  _symmetric_center(dist)
-  estimators._check_scalar_cost(function, dist, key, name)
+  _internal.check_int(num_samples, name, minimum=2, even=True)
+  dist = _internal.build(dist_builder, params, name)
+  _check_reflection(dist)
+  _internal.check_scalar_cost(function, dist, key, name)
   keys = jax.random.split(key, num_samples // 2)
   del key
 
@@ -912,7 +895,7 @@ def antithetic_pathwise_jacobians(
     x = dist.sample(pair_key)  # loc + scale * eps, differentiable in params
     # The reflected draw 2 loc - x = loc - scale * eps is still a
     # reparameterization, so gradients flow through loc and x alike.
-    return jnp.asarray(function(2.0 * dist.loc - x if reflect else x))
+    return jnp.asarray(function(dist.reflect(x) if reflect else x))
 
   def pair(pair_key):
     plus = jax.value_and_grad(cost)(params, pair_key, False)
@@ -924,7 +907,7 @@ def antithetic_pathwise_jacobians(
     lambda a, b: jnp.concatenate([a, b], axis=0), jac_plus, jac_minus
   )
   costs = jnp.concatenate([cost_plus, cost_minus], axis=0)  # [num_samples]
-  estimators._check_finite(costs, name)
+  _internal.check_finite(costs, name)
   return (jacobians, costs) if return_costs else jacobians
 
 
@@ -968,15 +951,16 @@ def antithetic_score_function_jacobians(
     TypeError: if the distribution is not a symmetric one.
   """
   name = "antithetic_score_function_jacobians"
-  estimators._check_num_samples(num_samples, minimum=2, even=True)
-  dist = estimators._build(dist_builder, params, name)
-  center = jax.lax.stop_gradient(_symmetric_center(dist))
-  estimators._check_scalar_cost(function, dist, key, name)
+  _internal.check_int(num_samples, name, minimum=2, even=True)
+  dist = _internal.build(dist_builder, params, name, ("score",))
+  _check_reflection(dist)
+  _internal.check_scalar_cost(function, dist, key, name)
   half = jax.lax.stop_gradient(dist.sample(key, (num_samples // 2,)))
   del key
-  samples = jnp.concatenate([half, 2.0 * center - half], axis=0)
+  reflected = jax.lax.stop_gradient(dist.reflect(half))
+  samples = jnp.concatenate([half, reflected], axis=0)
   costs = jax.vmap(function)(samples)  # [num_samples]
-  estimators._check_finite(costs, name)
+  _internal.check_finite(costs, name)
   jacobians = estimators.score_jacobians(
     params, dist_builder, samples, weights=costs - jnp.asarray(baseline)
   )

@@ -1,35 +1,64 @@
-r"""Streaming moments of Monte Carlo gradient estimators.
+r"""The moments engine: streamed, sharded moments of Monte Carlo estimates.
 
-An estimator in :mod:`rgrad.estimators` returns ``num_samples`` independent
-per-sample gradient estimates, a pytree like ``params`` with leaves
+An estimator in :mod:`rgrad.estimators` returns ``num_samples`` per-sample
+gradient estimates, a pytree like ``params`` with leaves
 ``[num_samples, *leaf.shape]``. To measure its bias and variance to high
 precision one needs many samples (:math:`10^6` to :math:`10^8`), far more than
-fit in memory at once for a large ``params``. :func:`gradient_moments` draws
-them in chunks of ``chunk_size`` inside one compiled ``lax.scan`` and keeps
-only the running count, mean and sum of squared deviations (``M2``) per
-coordinate, merged chunk by chunk with the pairwise update of Chan, Golub and
-LeVeque (1979): for two groups :math:`a, b` with :math:`\delta = \bar x_b -
-\bar x_a` and :math:`n = n_a + n_b`,
+fit in memory at once for a large ``params``. This module is rgrad's one
+engine for that; :func:`gradient_moments`, the variance experiment and the
+benchmark all run on it.
 
-.. math::
-  \bar x = \bar x_a + \delta\,\frac{n_b}{n}, \qquad
-  M_2 = M_{2,a} + M_{2,b} + \delta^2\,\frac{n_a n_b}{n}.
+* **Chunked and streamed.** Samples are drawn in chunks of ``chunk_size``;
+  chunk :math:`c` draws its randomness from ``fold_in(key, c)``, :math:`c` the
+  global chunk index, and only running moments are kept, so memory is
+  :math:`O(\text{chunk\_size} \cdot d)` whatever ``num_samples`` is.
+* **Accurate.** Each chunk's mean and central sums :math:`M_p =
+  \sum (x - \bar x)^p` are computed in two passes over the chunk, and chunks
+  are merged with the pairwise update of Chan, Golub and LeVeque (1979),
+  extended to :math:`M_3, M_4` by Pébay (2008): for groups :math:`a, b` with
+  :math:`\delta = \bar x_b - \bar x_a` and :math:`n = n_a + n_b`,
 
-Each chunk's own mean and :math:`M_2` are computed in two passes over the
-chunk, so no step subtracts two large nearly equal sums (the textbook
-:math:`\sum x^2 - n\bar x^2` loses every digit when the variance is small
-relative to the squared mean). Memory is :math:`O(\text{chunk\_size} \cdot d)`
-whatever ``num_samples`` is.
+  .. math::
+    \bar x = \bar x_a + \delta\,\tfrac{n_b}{n}, \qquad
+    M_2 = M_{2,a} + M_{2,b} + \delta^2\,\tfrac{n_a n_b}{n},
 
-Non-finite per-sample estimates are never averaged into a finite-looking
-answer: every NaN or infinity is turned into NaN before the merge, so the
-mean, variance and standard error of each affected coordinate are NaN, and
-:attr:`GradientMoments.num_nonfinite` counts the samples that had any
-non-finite entry.
+    M_3 = M_{3,a} + M_{3,b} + \delta^3\,\tfrac{n_a n_b (n_a - n_b)}{n^2}
+          + 3\delta\,\tfrac{n_a M_{2,b} - n_b M_{2,a}}{n},
+
+    M_4 = M_{4,a} + M_{4,b}
+          + \delta^4\,\tfrac{n_a n_b (n_a^2 - n_a n_b + n_b^2)}{n^3}
+          + 6\delta^2\,\tfrac{n_a^2 M_{2,b} + n_b^2 M_{2,a}}{n^2}
+          + 4\delta\,\tfrac{n_a M_{3,b} - n_b M_{3,a}}{n}.
+
+  No step subtracts two large nearly equal sums. Moments accumulate in
+  float64 when ``jax_enable_x64`` is on (whatever the estimates' dtype), and
+  otherwise in float32 with the mean and :math:`M_2` kept as compensated
+  (Neumaier) sums, so that a mean much larger than the spread does not drift
+  over many chunks.
+* **Honest about the variance.** With ``higher_moments=True`` the third and
+  fourth central moments are kept too, and
+  :attr:`GradientMoments.variance_stderr` is the standard error of the
+  sample variance,
+  :math:`\sqrt{(\mu_4 - \sigma^4 (N-3)/(N-1)) / N}`, estimated with
+  :math:`\mu_4 = M_4/N` and :math:`\sigma^2 = s^2`.
+* **Sharded.** Chunks are spread over a 1-d ``jax.sharding.Mesh`` of every
+  device of every process with ``jax.shard_map``: device :math:`i` of
+  :math:`D` takes a contiguous block of chunk indices and merges its chunks
+  in a ``lax.scan``; the :math:`D` partial results are merged in device
+  order. Each chunk draws the same numbers whatever :math:`D`, so one device
+  and four agree to rounding (1e-12 relative).
+* **Non-finite estimates are never averaged away.** Every NaN or infinity
+  becomes NaN before the merge, so the mean, variance and standard error of
+  each affected coordinate are NaN, and :attr:`GradientMoments.num_nonfinite`
+  counts the samples with any non-finite entry.
 
 References:
   Chan, Golub, LeVeque. Updating formulae and a pairwise algorithm for
   computing sample variances. Stanford CS report STAN-CS-79-773, 1979.
+  Pébay. Formulas for robust, one-pass parallel computation of covariances
+  and arbitrary-order statistical moments. Sandia report SAND2008-6212.
+  Neumaier. Rundungsfehleranalyse einiger Verfahren zur Summation endlicher
+  Summen. ZAMM 54, 1974 (compensated summation).
   Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
   Learning. JMLR 2020, https://arxiv.org/abs/1906.10652 (Section 3: bias,
   variance and computational cost as the criteria for an estimator).
@@ -43,26 +72,37 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from rgrad import _internal
+from rgrad import base
 
 DEFAULT_CHUNK_SIZE = 1024
+SAMPLES_AXIS = "samples"
 
-Estimator = Callable[..., Any]
+# (chunk key, static chunk size, *args) -> a pytree of per-sample values,
+# each leaf [size, ...].
+ChunkFn = Callable[..., Any]
 
 
 class GradientMoments(NamedTuple):
-  """Moments of a single-sample gradient estimator, per coordinate.
+  """Moments of per-sample estimates, per coordinate (rgrad's one result type).
 
   Attributes:
-    mean: pytree like ``params``: the Monte Carlo gradient estimate (the mean
-      of all per-sample estimates).
-    variance: pytree like ``params``: unbiased (``n - 1``) variance of the
-      *single-sample* estimator, per coordinate; NaN when ``num_samples == 1``.
-    stderr: pytree like ``params``: standard error of ``mean``,
+    mean: pytree like one sample (for an estimator: like ``params``): the
+      Monte Carlo estimate, the mean of all per-sample values.
+    variance: the same pytree: unbiased (``n - 1``) variance of one sample;
+      NaN when ``num_samples == 1``.
+    stderr: the same pytree: standard error of ``mean``,
       :math:`\\sqrt{\\text{variance} / n}`.
-    num_samples: total number of per-sample estimates, a Python int.
-    num_nonfinite: int array, the number of samples whose estimate had a NaN
-      or infinite entry in any leaf. The affected coordinates' ``mean``,
-      ``variance`` and ``stderr`` are NaN.
+    num_samples: the number of samples, a Python int.
+    num_nonfinite: int array, the number of samples with a NaN or infinite
+      entry in any leaf; the affected coordinates' statistics are NaN.
+    variance_stderr: with ``higher_moments=True``, the same pytree: the
+      standard error of ``variance`` from the fourth central moment; else
+      None.
   """
 
   mean: Any
@@ -70,58 +110,364 @@ class GradientMoments(NamedTuple):
   stderr: Any
   num_samples: int
   num_nonfinite: jax.Array
+  variance_stderr: Any = None
 
 
-class _Running(NamedTuple):
-  """Running count, mean and sum of squared deviations (one per leaf)."""
+class MomentSums(NamedTuple):
+  """Running moments; what the engine streams. Pytrees like one sample.
 
-  count: jax.Array  # scalar, in the estimates' float dtype
-  mean: list  # leaves [*leaf.shape]
-  m2: list  # leaves [*leaf.shape]
+  Attributes:
+    count: number of samples merged, a scalar in the accumulation dtype.
+    mean, mean_lo: the mean as a compensated sum ``mean + mean_lo``.
+    m2, m2_lo: the central sum of squares, likewise.
+    m3, m4: third and fourth central sums (zeros unless requested).
+    num_nonfinite: int32 scalar.
+  """
+
+  count: jax.Array
+  mean: Any
+  mean_lo: Any
+  m2: Any
+  m2_lo: Any
+  m3: Any
+  m4: Any
+  num_nonfinite: jax.Array
 
 
-def _chunk_stats(leaves: list) -> _Running:
-  """Two-pass mean and M2 of each leaf ``[n, *shape]`` over its first axis."""
-  n = leaves[0].shape[0]
-  means = [jnp.mean(x, axis=0) for x in leaves]
-  m2 = [
-    jnp.sum(jnp.square(x - m), axis=0)
-    for x, m in zip(leaves, means, strict=True)
-  ]
-  dtype = jnp.result_type(*[x.dtype for x in leaves])
-  return _Running(count=jnp.asarray(n, dtype), mean=means, m2=m2)
+def accumulation_dtype() -> jnp.dtype:
+  """float64 when ``jax_enable_x64`` is on, float32 otherwise."""
+  return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
 
 
-def _merge(a: _Running, b: _Running) -> _Running:
-  """Chan et al. (1979) pairwise merge of two groups' moments."""
-  count = a.count + b.count
-  frac_b = b.count / count
-  # n_a n_b / n, written to keep the product of two counts from overflowing
-  # float32 (n_a n_b can exceed 3e38 only for absurd n, but costs nothing).
+def chunk_moment_sums(values: Any, higher_moments: bool = False) -> MomentSums:
+  """Two-pass moments of each leaf ``[size, *shape]`` over its first axis.
+
+  One chunk's :class:`MomentSums`, in :func:`accumulation_dtype`; merge
+  chunks with :func:`merge_moment_sums` and finish with
+  :func:`finalize_moments`.
+  """
+  higher = higher_moments
+  size = jax.tree.leaves(values)[0].shape[0]
+  dtype = accumulation_dtype()
+  finite = jax.tree.map(jnp.isfinite, values)
+  # A sample is bad if any of its entries, in any leaf, is non-finite.
+  sample_ok = functools.reduce(
+    jnp.logical_and,
+    [f.reshape(size, -1).all(axis=1) for f in jax.tree.leaves(finite)],
+  )
+  # inf would merge into inf or NaN depending on the order of operations;
+  # NaN makes the outcome deterministic and unmistakable.
+  values = jax.tree.map(
+    lambda f, x: jnp.where(f, x.astype(dtype), jnp.nan), finite, values
+  )
+  mean = jax.tree.map(lambda x: jnp.mean(x, axis=0), values)
+  centered = jax.tree.map(lambda x, m: x - m, values, mean)
+  power = lambda p: jax.tree.map(lambda c: jnp.sum(c**p, axis=0), centered)  # noqa: E731
+  zeros = jax.tree.map(jnp.zeros_like, mean)
+  return MomentSums(
+    count=jnp.asarray(size, dtype),
+    mean=mean,
+    mean_lo=zeros,
+    m2=power(2),
+    m2_lo=zeros,
+    m3=power(3) if higher else zeros,
+    m4=power(4) if higher else zeros,
+    num_nonfinite=jnp.sum(~sample_ok, dtype=jnp.int32),
+  )
+
+
+def _two_sum(hi: jax.Array, lo: jax.Array, inc: jax.Array):
+  """``hi + lo + inc`` as a new compensated pair (Neumaier's update)."""
+  total = hi + inc
+  big = jnp.abs(hi) >= jnp.abs(inc)
+  err = jnp.where(big, (hi - total) + inc, (inc - total) + hi)
+  return total, lo + err
+
+
+def merge_moment_sums(a: MomentSums, b: MomentSums) -> MomentSums:
+  """Pairwise merge of two groups' moments (see the module docstring)."""
+  n = a.count + b.count
+  # 0/0 guard for two empty groups (the formulas then leave zeros).
+  safe_n = jnp.where(n > 0, n, 1.0)
+  frac_a, frac_b = a.count / safe_n, b.count / safe_n
+  # n_a n_b / n, as n_a * (n_b / n) so that no product of counts overflows.
   cross = a.count * frac_b
-  mean, m2 = [], []
-  for mean_a, mean_b, m2_a, m2_b in zip(
-    a.mean, b.mean, a.m2, b.m2, strict=True
-  ):
-    delta = mean_b - mean_a
-    mean.append(mean_a + delta * frac_b.astype(delta.dtype))
-    m2.append(m2_a + m2_b + jnp.square(delta) * cross.astype(delta.dtype))
-  return _Running(count=count, mean=mean, m2=m2)
 
-
-def _check_int(value: Any, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, int):
-    raise TypeError(
-      f"{name} must be a static Python int, got {type(value).__name__} "
-      f"{value!r}."
+  def leaf(mean_a, lo_a, m2_a, m2lo_a, m3_a, m4_a, mean_b, lo_b, m2_b, m2lo_b,
+           m3_b, m4_b):  # fmt: skip
+    delta = (mean_b + lo_b - mean_a) - lo_a
+    d2 = jnp.square(delta)
+    full_m2_a, full_m2_b = m2_a + m2lo_a, m2_b + m2lo_b
+    mean, mean_lo = _two_sum(mean_a, lo_a, delta * frac_b)
+    m2, m2_lo = _two_sum(m2_a, m2lo_a, full_m2_b + d2 * cross)
+    m3 = (
+      m3_a
+      + m3_b
+      + d2 * delta * cross * (frac_a - frac_b)
+      + 3.0 * delta * (frac_a * full_m2_b - frac_b * full_m2_a)
     )
-  if value < 1:
-    raise ValueError(f"{name} must be >= 1, got {value}.")
-  return value
+    m4 = (
+      m4_a
+      + m4_b
+      + d2 * d2 * cross * (frac_a * frac_a - frac_a * frac_b + frac_b * frac_b)
+      + 6.0 * d2 * (frac_a * frac_a * full_m2_b + frac_b * frac_b * full_m2_a)
+      + 4.0 * delta * (frac_a * m3_b - frac_b * m3_a)
+    )
+    return mean, mean_lo, m2, m2_lo, m3, m4
+
+  fields = ("mean", "mean_lo", "m2", "m2_lo", "m3", "m4")
+  treedef = jax.tree.structure(a.mean)
+  columns = [jax.tree.leaves(getattr(a, f)) for f in fields] + [
+    jax.tree.leaves(getattr(b, f)) for f in fields
+  ]
+  merged = [leaf(*row) for row in zip(*columns, strict=True)]
+  out = {
+    f: jax.tree.unflatten(treedef, [m[i] for m in merged])
+    for i, f in enumerate(fields)
+  }
+  return MomentSums(
+    count=n, num_nonfinite=a.num_nonfinite + b.num_nonfinite, **out
+  )
 
 
-def _check_estimates(estimates: Any, params: Any, size: int) -> list:
-  """Returns the leaves of `estimates` after checking them against `params`."""
+def _check_chunk(values: Any, size: int) -> None:
+  leaves = jax.tree.leaves(values)
+  if not leaves:
+    raise ValueError("chunk_fn must return a non-empty pytree of arrays.")
+  for x in leaves:
+    if x.ndim < 1 or x.shape[0] != size:
+      raise ValueError(
+        "every leaf chunk_fn returns must have a leading axis of the chunk "
+        f"size {size}, got shape {tuple(x.shape)}."
+      )
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+      raise ValueError(
+        f"per-sample values must be floating point, got dtype {x.dtype}."
+      )
+
+
+def default_mesh() -> jax.sharding.Mesh:
+  """A 1-d mesh (axis ``"samples"``) over every device of every process."""
+  return jax.sharding.Mesh(np.array(jax.devices()), (SAMPLES_AXIS,))
+
+
+@functools.partial(
+  jax.jit,
+  static_argnames=(
+    "chunk_fn",
+    "num_samples",
+    "chunk_size",
+    "higher_moments",
+    "mesh",
+  ),
+)
+def stream_moments(
+  key: chex.PRNGKey,
+  args: Any,
+  *,
+  chunk_fn: ChunkFn,
+  num_samples: int,
+  chunk_size: int,
+  higher_moments: bool = False,
+  mesh: jax.sharding.Mesh | None = None,
+) -> MomentSums:
+  """The compiled engine: streamed, sharded moment sums of ``chunk_fn``.
+
+  Prefer :func:`moments`, which checks its arguments and finalizes the sums;
+  this is the jitted program itself, for callers that lower and compile it
+  apart (``stream_moments.lower(...).compile()``) to time the two phases.
+
+  Args:
+    key: PRNG key; chunk ``c`` gets ``fold_in(key, c)``.
+    args: a pytree passed to every chunk, replicated on every device.
+    chunk_fn: ``(key, size, args) ->`` a pytree of per-sample values with
+      leaves ``[size, ...]``; static, so pass the same (hashable) callable
+      to reuse the compilation.
+    num_samples: total samples; full chunks of ``chunk_size`` and, if
+      ``num_samples % chunk_size``, one last partial chunk.
+    chunk_size: samples per chunk.
+    higher_moments: also accumulate the third and fourth central sums.
+    mesh: a 1-d mesh; None for :func:`default_mesh`.
+
+  Returns:
+    The :class:`MomentSums`, pytrees like one sample of ``chunk_fn``.
+  """
+  mesh = default_mesh() if mesh is None else mesh
+  (axis,) = mesh.axis_names
+  num_devices = mesh.devices.size
+  num_full, remainder = divmod(num_samples, chunk_size)
+  per_device = -(-num_full // num_devices)  # ceil
+
+  def chunk(key, args, index: jax.Array, size: int) -> MomentSums:
+    values = chunk_fn(jax.random.fold_in(key, index), size, args)
+    _check_chunk(values, size)
+    return chunk_moment_sums(values, higher_moments)
+
+  # Shapes of one chunk's sums, for the initial carry (an abstract trace).
+  template = jax.eval_shape(
+    functools.partial(chunk, size=chunk_size),
+    key,
+    args,
+    jnp.zeros((), jnp.int32),
+  )
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template)
+
+  def local(key, args):
+    first = jax.lax.axis_index(axis) * per_device
+
+    def body(carry, _):
+      running, index = carry
+      merged = merge_moment_sums(running, chunk(key, args, index, chunk_size))
+      # Padding chunks (index >= num_full) are computed and dropped.
+      running = jax.tree.map(
+        lambda m, r: jnp.where(index < num_full, m, r), merged, running
+      )
+      return (running, index + 1), None
+
+    # The chunk index lives in the carry, not in a scanned-over `arange`,
+    # which would be an O(num_samples / chunk_size) buffer.
+    (running, _), _ = jax.lax.scan(
+      body, (zeros, first), None, length=per_device
+    )
+    return jax.tree.map(lambda x: x[None], running)  # [1, ...] per device
+
+  # check_vma=False: the estimators take VJPs of closures over replicated
+  # parameters with per-device cotangents, which the varying-manual-axes
+  # type check rejects although every chunk is computed independently.
+  per_device_sums = jax.shard_map(
+    local, mesh=mesh, in_specs=(P(), P()), out_specs=P(axis), check_vma=False
+  )(key, args)
+  total = zeros
+  for d in range(num_devices):  # In device order: deterministic.
+    total = merge_moment_sums(
+      total, jax.tree.map(lambda x, d=d: x[d], per_device_sums)
+    )
+  if remainder:
+    # The last, partial chunk: traced once more at its own static size.
+    total = merge_moment_sums(
+      total, chunk(key, args, jnp.asarray(num_full, jnp.int32), remainder)
+    )
+  return jax.lax.with_sharding_constraint(total, NamedSharding(mesh, P()))
+
+
+def finalize_moments(
+  sums: MomentSums, num_samples: int, higher_moments: bool = False
+) -> GradientMoments:
+  """Mean, variance and standard errors from the streamed sums."""
+  n = num_samples
+  add = lambda a, b: jax.tree.map(jnp.add, a, b)  # noqa: E731
+  m2 = add(sums.m2, sums.m2_lo)
+  if n > 1:
+    variance = jax.tree.map(lambda x: x / (n - 1), m2)
+  else:
+    variance = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), m2)
+  variance_stderr = None
+  if higher_moments:
+    # Var(s^2) = (mu_4 - sigma^4 (n - 3) / (n - 1)) / n, mu_4 = M_4 / n.
+    variance_stderr = jax.tree.map(
+      lambda m4, v: jnp.sqrt(
+        jnp.maximum(m4 / n - v * v * (n - 3) / (n - 1), 0.0) / n
+      ),
+      sums.m4,
+      variance,
+    )
+  return GradientMoments(
+    mean=add(sums.mean, sums.mean_lo),
+    variance=variance,
+    stderr=jax.tree.map(lambda v: jnp.sqrt(v / n), variance),
+    num_samples=n,
+    num_nonfinite=sums.num_nonfinite,
+    variance_stderr=variance_stderr,
+  )
+
+
+def moments(
+  chunk_fn: ChunkFn,
+  key: chex.PRNGKey,
+  num_samples: int,
+  args: Any = None,
+  *,
+  chunk_size: int = DEFAULT_CHUNK_SIZE,
+  higher_moments: bool = False,
+  mesh: jax.sharding.Mesh | None = None,
+) -> GradientMoments:
+  r"""Streamed, sharded moments of the per-sample values of ``chunk_fn``.
+
+  The engine behind :func:`gradient_moments`, for any per-sample quantity
+  (a pytree of arrays with a leading sample axis). ``chunk_fn(chunk_key,
+  size, args)`` is called once per chunk of ``chunk_size`` samples (a last
+  partial chunk takes the remaining ``num_samples % chunk_size``), with
+  ``chunk_key = fold_in(key, chunk_index)``; see the module docstring for
+  the merge, the accumulation dtype and the sharding.
+
+  Args:
+    chunk_fn: ``(key, size, args) ->`` pytree, leaves ``[size, ...]``;
+      static under jit (compared by ``==``: a NamedTuple or a module-level
+      function reuses the compilation, a fresh lambda compiles again).
+    key: PRNG key, consumed.
+    num_samples: total number of samples, an int >= 1.
+    args: a pytree of arrays passed to every chunk (e.g. ``params``); traced,
+      so new values reuse the compilation.
+    chunk_size: samples per chunk, an int >= 1; clipped to ``num_samples``.
+    higher_moments: also compute ``variance_stderr`` (third and fourth
+      central moments).
+    mesh: a 1-d ``jax.sharding.Mesh`` to shard chunks over; None for every
+      device of every process.
+
+  Returns:
+    A :class:`GradientMoments` whose pytrees are like one sample of
+    ``chunk_fn``'s output.
+
+  Raises:
+    TypeError: ``chunk_fn`` not callable, or counts that are not ints.
+    ValueError: counts < 1, or a ``chunk_fn`` output that is not a pytree of
+      floating arrays with a leading axis of the chunk size.
+  """
+  name = "moments"
+  _internal.check_callable(chunk_fn, "chunk_fn", name)
+  num_samples = _internal.check_int(num_samples, name)
+  chunk_size = min(
+    _internal.check_int(chunk_size, name, what="chunk_size"), num_samples
+  )
+  if mesh is not None and len(mesh.axis_names) != 1:
+    raise ValueError(f"{name}: mesh must be 1-d, got axes {mesh.axis_names}.")
+  if jax.process_count() > 1:
+    # A host value is a replicated input of the global program (the same on
+    # every process); typed keys travel as their key data.
+    key = jax.random.wrap_key_data(np.asarray(jax.random.key_data(key)))
+  sums = stream_moments(
+    key,
+    args,
+    chunk_fn=chunk_fn,
+    num_samples=num_samples,
+    chunk_size=chunk_size,
+    higher_moments=higher_moments,
+    mesh=mesh,
+  )
+  return finalize_moments(sums, num_samples, higher_moments)
+
+
+class EstimatorChunk(NamedTuple):
+  """The ``chunk_fn`` of :func:`gradient_moments`, for :func:`moments`.
+
+  Hashable by its fields, so a repeated call with the same estimator, cost
+  and builder reuses the compilation.
+  """
+
+  estimator: base.Estimator
+  function: base.CostFunction
+  dist_builder: base.DistBuilder
+
+  def __call__(self, key: jax.Array, size: int, params: Any) -> Any:
+    estimates = self.estimator(
+      self.function, params, self.dist_builder, key, size
+    )
+    _check_estimates(estimates, params, size)
+    return estimates
+
+
+def _check_estimates(estimates: Any, params: Any, size: int) -> None:
+  """Checks that `estimates` is a pytree like `params`, leaves [size, ...]."""
   leaves, treedef = jax.tree.flatten(estimates)
   params_leaves, params_treedef = jax.tree.flatten(params)
   if treedef != params_treedef:
@@ -140,159 +486,76 @@ def _check_estimates(estimates: Any, params: Any, size: int) -> list:
       raise ValueError(
         f"per-sample estimates must be floating point, got dtype {x.dtype}."
       )
-  return leaves
-
-
-@functools.partial(
-  jax.jit,
-  static_argnames=(
-    "estimator",
-    "function",
-    "dist_builder",
-    "num_samples",
-    "chunk_size",
-  ),
-)
-def _gradient_moments(
-  estimator, function, params, dist_builder, key, num_samples, chunk_size
-):
-  """Compiled core of :func:`gradient_moments` (sizes are static)."""
-  num_full, remainder = divmod(num_samples, chunk_size)
-
-  def chunk(index: jax.Array, size: int):
-    """Moments of chunk `index` and its count of non-finite samples."""
-    estimates = estimator(
-      function, params, dist_builder, jax.random.fold_in(key, index), size
-    )
-    leaves = _check_estimates(estimates, params, size)
-    finite = [jnp.isfinite(x) for x in leaves]
-    # A sample is bad if any of its entries, in any leaf, is non-finite.
-    sample_ok = functools.reduce(
-      jnp.logical_and,
-      [f.reshape(size, -1).all(axis=1) for f in finite],
-    )  # [size]
-    # inf would merge into inf or NaN depending on the order of operations;
-    # NaN makes the outcome deterministic and unmistakable.
-    leaves = [
-      jnp.where(f, x, jnp.nan) for f, x in zip(finite, leaves, strict=True)
-    ]
-    num_bad = jnp.sum(~sample_ok, dtype=jnp.int32)
-    return _chunk_stats(leaves), num_bad
-
-  # Shapes and dtypes of one chunk's statistics, to build the initial carry
-  # (an abstract trace, nothing is compiled or run).
-  stats_shape, _ = jax.eval_shape(
-    functools.partial(chunk, size=chunk_size), jnp.zeros((), jnp.int32)
-  )
-  zeros = lambda s: jnp.zeros(s.shape, s.dtype)
-  init = (jax.tree.map(zeros, stats_shape), jnp.zeros((), jnp.int32))
-
-  def body(carry, _):
-    # The chunk index lives in the carry, not in a scanned-over `arange`,
-    # which would be an O(num_samples / chunk_size) buffer.
-    running, num_bad, index = carry
-    stats, bad = chunk(index, chunk_size)
-    return (_merge(running, stats), num_bad + bad, index + 1), None
-
-  (running, num_bad, _), _ = jax.lax.scan(
-    body, init + (jnp.zeros((), jnp.int32),), None, length=num_full
-  )
-  if remainder:
-    # The last, partial chunk: traced once more at its own static size.
-    stats, bad = chunk(jnp.asarray(num_full, jnp.int32), remainder)
-    running, num_bad = _merge(running, stats), num_bad + bad
-
-  treedef = jax.tree.structure(params)
-  variance = [m2 / (num_samples - 1) for m2 in running.m2]
-  if num_samples == 1:
-    variance = [jnp.full_like(v, jnp.nan) for v in variance]
-  stderr = [jnp.sqrt(v / num_samples) for v in variance]
-  unflatten = functools.partial(jax.tree.unflatten, treedef)
-  return (
-    unflatten(running.mean),
-    unflatten(variance),
-    unflatten(stderr),
-    num_bad,
-  )
 
 
 def gradient_moments(
-  estimator: Estimator,
-  function: Callable[[jax.Array], jax.Array],
+  estimator: base.Estimator,
+  function: base.CostFunction,
   params: Any,
-  dist_builder: Callable[[Any], Any],
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
   chunk_size: int = DEFAULT_CHUNK_SIZE,
+  higher_moments: bool = False,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> GradientMoments:
   r"""Mean, variance and standard error of an estimator over many samples.
 
   Calls ``estimator(function, params, dist_builder, chunk_key, size)`` on
-  chunks of ``chunk_size`` samples (the last chunk takes the remaining
-  ``num_samples % chunk_size``, so every ``num_samples`` is handled exactly),
-  with ``chunk_key = jax.random.fold_in(key, chunk_index)``, inside one
-  ``lax.scan``, and merges the chunks' moments with the pairwise update of
-  Chan et al. (1979) (see the module docstring). The estimator is traced at
-  most three times (an abstract trace for the shapes, the full chunk and the
-  partial last chunk) whatever ``num_samples``, and memory is
-  :math:`O(\text{chunk\_size} \cdot d)`.
+  chunks of ``chunk_size`` samples with ``chunk_key =
+  jax.random.fold_in(key, chunk_index)`` and streams their moments through
+  the engine (:func:`moments`; see the module docstring): memory is
+  :math:`O(\text{chunk\_size} \cdot d)`, the chunks are sharded over every
+  device, and the estimator is traced at most three times (shapes, the
+  full chunk and the partial last chunk) whatever ``num_samples``.
 
-  The whole computation is compiled once per combination of ``estimator``,
+  The computation is compiled once per combination of ``estimator``,
   ``function``, ``dist_builder`` (static, compared by identity: build a
   ``functools.partial`` once and reuse it) and sizes; new ``params`` or
   ``key`` values reuse the compilation. Extra estimator options go through
   ``functools.partial(estimator, coupling=False)``.
 
-  Note that the samples depend on ``chunk_size`` (each chunk draws from its
-  own key), so two chunk sizes give statistically equivalent, not identical,
-  results.
+  The samples depend on ``chunk_size`` (each chunk draws from its own key),
+  so two chunk sizes give statistically equivalent, not identical, results.
 
   Args:
-    estimator: a function with the signature of
-      :func:`rgrad.estimators.pathwise_jacobians`, returning a pytree like
-      ``params`` with leaves ``[size, *leaf.shape]``.
+    estimator: a function with the shared estimator signature, returning a
+      pytree like ``params`` with leaves ``[size, *leaf.shape]``.
     function: the cost, passed to `estimator`.
     params: pytree of parameters (may be traced).
     dist_builder: ``params`` -> distribution, passed to `estimator`.
     key: PRNG key (typed or raw), consumed.
-    num_samples: total number of per-sample estimates, a Python int >= 1.
-    chunk_size: samples per estimator call, a Python int >= 1; clipped to
+    num_samples: total number of per-sample estimates, an int >= 1.
+    chunk_size: samples per estimator call, an int >= 1; clipped to
       ``num_samples``.
+    higher_moments: also compute ``variance_stderr``.
+    mesh: as for :func:`moments`.
 
   Returns:
     A :class:`GradientMoments`.
 
   Raises:
     TypeError: `estimator`, `function` or `dist_builder` not callable, or
-      `num_samples` / `chunk_size` not Python ints.
+      `num_samples` / `chunk_size` not ints.
     ValueError: `num_samples` or `chunk_size` < 1, or an estimator output that
       is not a pytree like `params` with leaves ``[size, *leaf.shape]``.
   """
-  for name, fn in (
+  name = "gradient_moments"
+  for what, fn in (
     ("estimator", estimator),
     ("function", function),
     ("dist_builder", dist_builder),
   ):
-    if not callable(fn):
-      raise TypeError(f"{name} must be callable, got {type(fn).__name__}.")
-  num_samples = _check_int(num_samples, "num_samples")
-  chunk_size = min(_check_int(chunk_size, "chunk_size"), num_samples)
-  mean, variance, stderr, num_nonfinite = _gradient_moments(
-    estimator,
-    function,
-    params,
-    dist_builder,
+    _internal.check_callable(fn, what, name)
+  return moments(
+    EstimatorChunk(estimator, function, dist_builder),
     key,
-    num_samples=num_samples,
+    num_samples,
+    params,
     chunk_size=chunk_size,
-  )
-  return GradientMoments(
-    mean=mean,
-    variance=variance,
-    stderr=stderr,
-    num_samples=num_samples,
-    num_nonfinite=num_nonfinite,
+    higher_moments=higher_moments,
+    mesh=mesh,
   )
 
 

@@ -41,15 +41,18 @@ References:
   https://arxiv.org/abs/1805.08498 (the Gamma pathwise gradient).
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any
 from typing import ClassVar
+from typing import NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rgrad import _internal
 from rgrad.primitives import normal_log_prob
 from rgrad.primitives import normal_log_prob_grads
 
@@ -78,20 +81,9 @@ def _as_float_array(value: Any, cls_name: str, field: str) -> jax.Array:
   return array
 
 
-def _concrete(value: jax.Array) -> np.ndarray | None:
-  """Returns `value` as NumPy if it is concrete, None if it is a tracer."""
-  try:
-    return np.asarray(value)
-  except (
-    jax.errors.TracerArrayConversionError,
-    jax.errors.ConcretizationTypeError,
-  ):
-    return None
-
-
 def _check_positive(value: jax.Array, cls_name: str, field: str) -> None:
   """Raises if a concrete `value` has an entry that is not > 0 (NaN too)."""
-  concrete = _concrete(value)
+  concrete = _internal.concrete(value)
   if concrete is None:
     return  # Traced: the check is the caller's (or happens outside jit).
   bad = ~(concrete > 0)  # Written this way so that NaN counts as bad.
@@ -269,15 +261,7 @@ class Distribution:
     owner: str | None = None,
   ) -> jax.Array:
     """Checks that `rows` is [num_samples, *one draw]; errors name `owner`."""
-    rows = jnp.asarray(rows)
-    one = jax.eval_shape(self.sample, jax.random.key(0))
-    if rows.ndim < 1 or rows.shape[1:] != one.shape:
-      raise ValueError(
-        f"{owner or type(self).__name__}: {what} must have shape "
-        f"[num_samples, *{list(one.shape)}] (one draw per row), got "
-        f"{list(rows.shape)}."
-      )
-    return rows
+    return _internal.check_rows(self, rows, what, owner)
 
   def _weighted(
     self, scores: "Distribution", weights: jax.typing.ArrayLike | None
@@ -287,7 +271,7 @@ class Distribution:
       return scores
     num_samples = jax.tree.leaves(scores)[0].shape[0]
     weights = self._check_weights(weights, num_samples)
-    return jax.tree.map(lambda s: s * _leading(weights, s), scores)
+    return jax.tree.map(lambda s: s * _internal.leading(weights, s), scores)
 
   def _check_weights(
     self, weights: jax.typing.ArrayLike, num_samples: int
@@ -301,12 +285,6 @@ class Distribution:
     return weights
 
 
-def _leading(weights: jax.Array, like: jax.Array) -> jax.Array:
-  """`weights` [n] reshaped to broadcast over `like` [n, ...], in its dtype."""
-  shape = weights.shape + (1,) * (like.ndim - 1)
-  return weights.reshape(shape).astype(like.dtype)
-
-
 def _sum_event(values: jax.Array, event_ndims: int) -> jax.Array:
   """Sums the trailing `event_ndims` axes (the event axis, if any)."""
   return (
@@ -314,6 +292,33 @@ def _sum_event(values: jax.Array, event_ndims: int) -> jax.Array:
     if event_ndims
     else values
   )
+
+
+class WeakDerivative(NamedTuple):
+  r"""One field's weak derivative, per coordinate, as draws of its two parts.
+
+  For a factorized distribution, coordinate :math:`i` of a field
+  :math:`\theta` satisfies :math:`\partial_{\theta_i} p =
+  c_i (p_i^+ - p_i^-)`, where :math:`p_i^\pm` change coordinate :math:`i`
+  of the draw only, so
+
+  .. math:: \partial_{\theta_i} E_p[f] = c_i\,\big(E f(x^{(i, +)})
+            - E f(x^{(i, -)})\big),
+
+  with :math:`x^{(i, \pm)}` a draw of :math:`p` whose coordinate :math:`i`
+  is replaced by a draw of the part :math:`\pm` (Mohamed et al. 2020,
+  Section 6).
+
+  Attributes:
+    constant: :math:`c_i`, shape of a draw.
+    positive: ``[num_samples, *shape]``, coordinate :math:`i` of row
+      :math:`r` is the value that replaces :math:`x_i` in :math:`x^{(i,+)}`.
+    negative: the same for the negative part.
+  """
+
+  constant: jax.Array
+  positive: jax.Array
+  negative: jax.Array
 
 
 class _Factorized(Distribution):
@@ -371,12 +376,104 @@ class _StandardNormalNoise:
 
 
 class _DiagonalGaussian(_StandardNormalNoise, _Factorized):
-  """Shared sampler of Normal and LogScaleNormal: ``loc + scale * eps``."""
+  r"""Shared code of Normal and LogScaleNormal: ``loc + scale * eps``.
+
+  Both have the weak derivatives of Mohamed et al. Table 1 for one
+  coordinate (:math:`W \sim` Rayleigh, i.e. Weibull with scale
+  :math:`\sqrt2` and shape 2; :math:`M \sim` double-sided Maxwell):
+
+  .. math::
+    \partial_\mu E[f] = \frac{1}{\sqrt{2\pi}\,\sigma}
+      \big(E f(\mu + \sigma W) - E f(\mu - \sigma W')\big), \qquad
+    \partial_\sigma E[f] = \frac{1}{\sigma}
+      \big(E f(\mu + \sigma M) - E f(\mu + \sigma \epsilon)\big).
+  """
 
   scale: jax.Array
 
   def _from_noise(self, eps: jax.Array) -> jax.Array:
     return self.loc + self.scale * eps
+
+  def _scale_constant(self) -> jax.Array:
+    """The weak derivative's constant for the second field."""
+    raise NotImplementedError
+
+  def weak_derivatives(
+    self, key: chex.PRNGKey, num_samples: int, *, coupling: bool = True
+  ) -> tuple[jax.Array, tuple[WeakDerivative, ...]]:
+    r"""Base draws and, per field, the two parts of its weak derivative.
+
+    With ``coupling=True`` the two parts of each field share random numbers:
+    :math:`W' = W`, and :math:`\epsilon = U M` with :math:`U \sim U(0, 1)`
+    (a uniform multiple of a double-sided Maxwell draw is standard normal).
+
+    Args:
+      key: PRNG key, consumed.
+      num_samples: static number of draws.
+      coupling: share random numbers between the positive and negative parts.
+
+    Returns:
+      ``(base, parts)``: ``base`` ``[num_samples, *shape]`` draws of this
+      distribution, and one :class:`WeakDerivative` per field, in the order of
+      ``jax.tree.leaves(self)``.
+    """
+    shape = self.loc.shape
+    dim = math.prod(shape)
+    scale = self.scale
+    dtype = self.loc.dtype
+    k_base, k_mean_pos, k_mean_neg, k_scale_pos, k_scale_neg = jax.random.split(
+      key, 5
+    )
+    del key
+    noise_shape = (num_samples, dim)
+    base = self.sample(k_base, (num_samples,))
+
+    def rayleigh(k):
+      # Rayleigh(1), density w e^{-w^2/2}, by inverting its CDF
+      # 1 - e^{-w^2/2}: the law (and the uniform stream) of
+      # jax.random.weibull_min(k, sqrt 2, 2), with a square root where
+      # weibull_min takes a general power.
+      u = jax.random.uniform(k, noise_shape, dtype)
+      return jnp.sqrt(-2.0 * jnp.log1p(-u)).reshape((num_samples,) + shape)
+
+    w_pos = rayleigh(k_mean_pos)
+    w_neg = w_pos if coupling else rayleigh(k_mean_neg)
+    m_pos = jax.random.double_sided_maxwell(
+      k_scale_pos, 0.0, 1.0, noise_shape, dtype
+    ).reshape((num_samples,) + shape)
+    eps_neg = (
+      jax.random.uniform(k_scale_neg, noise_shape, dtype).reshape(m_pos.shape)
+      * m_pos
+      if coupling
+      else jax.random.normal(k_scale_neg, noise_shape, dtype).reshape(
+        m_pos.shape
+      )
+    )
+    loc_part = WeakDerivative(
+      constant=1.0 / (math.sqrt(2.0 * math.pi) * scale),
+      positive=self.loc + scale * w_pos,
+      negative=self.loc - scale * w_neg,
+    )
+    scale_part = WeakDerivative(
+      constant=self._scale_constant(),
+      positive=self.loc + scale * m_pos,
+      negative=self.loc + scale * eps_neg,
+    )
+    return base, (loc_part, scale_part)
+
+  def mean_and_covariance(self) -> tuple[jax.Array, jax.Array]:
+    """Mean (shape of a draw) and covariance ``[n, n]`` of the flat draw."""
+    # `scale` is a field of Normal and exp(log_scale) for LogScaleNormal, so
+    # gradients reach either parameterization.
+    return self.loc, jnp.diag(jnp.square(self.scale).reshape(-1))
+
+  def reflect(self, x: jax.typing.ArrayLike) -> jax.Array:
+    r""":math:`x' = 2\mu - x`, which has the law of :math:`x` (symmetry).
+
+    Differentiable in the parameters: for :math:`x = \mu + \sigma\epsilon`
+    it is :math:`\mu - \sigma\epsilon`, still a reparameterization.
+    """
+    return 2.0 * self.loc - x
 
 
 class Normal(_DiagonalGaussian):
@@ -425,8 +522,11 @@ class Normal(_DiagonalGaussian):
     eps = self._check_rows(noise)
     v = 1.0 / self.scale
     if weights is not None:
-      v = _leading(self._check_weights(weights, eps.shape[0]), eps) * v
+      v = _internal.leading(self._check_weights(weights, eps.shape[0]), eps) * v
     return Normal._unchecked(loc=v * eps, scale=v * (eps * eps - 1.0))
+
+  def _scale_constant(self) -> jax.Array:
+    return 1.0 / self.scale
 
   def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
     x = self._check_x(x)
@@ -489,10 +589,15 @@ class LogScaleNormal(_DiagonalGaussian):
       return LogScaleNormal._unchecked(
         loc=eps / self.scale, log_scale=d_log_scale
       )
-    w = _leading(self._check_weights(weights, eps.shape[0]), eps)
+    w = _internal.leading(self._check_weights(weights, eps.shape[0]), eps)
     return LogScaleNormal._unchecked(
       loc=(w / self.scale) * eps, log_scale=w * d_log_scale
     )
+
+  def _scale_constant(self) -> jax.Array:
+    # sigma = exp(log sigma): d/dlog sigma = sigma d/dsigma, and sigma times
+    # the scale's constant 1/sigma is 1.
+    return jnp.ones_like(self.log_scale)
 
   def log_prob(self, x: jax.typing.ArrayLike) -> jax.Array:
     x = self._check_x(x)
@@ -589,6 +694,21 @@ class MultivariateNormalTriL(_StandardNormalNoise, Distribution):
       tril, (x - self.loc)[..., None], lower=True
     )[..., 0]
     return tril, z
+
+  def mean_and_covariance(self) -> tuple[jax.Array, jax.Array]:
+    """Mean ``[d]`` and covariance :math:`L L^T` ``[d, d]`` (no batch)."""
+    if self.loc.ndim != 1:
+      raise ValueError(
+        f"{type(self).__name__}.mean_and_covariance: supported without "
+        f"batch dimensions (loc [d]); got loc of shape {list(self.loc.shape)}."
+      )
+    tril = self._tril()  # The class reads the lower triangle only.
+    return self.loc, tril @ tril.T
+
+  def reflect(self, x: jax.typing.ArrayLike) -> jax.Array:
+    r""":math:`x' = 2\mu - x` (for :math:`x = \mu + L\epsilon`,
+    :math:`\mu - L\epsilon`), which has the law of :math:`x`."""
+    return 2.0 * self.loc - x
 
   def _from_noise(self, eps: jax.Array) -> jax.Array:
     """``loc + L eps``, shape ``[*sample_shape, *batch_shape, d]``."""

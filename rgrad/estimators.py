@@ -41,119 +41,13 @@ References:
 """
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from rgrad.distributions import Distribution
-from rgrad.distributions import LogScaleNormal
-from rgrad.distributions import Normal
-from rgrad.distributions import _concrete
-from rgrad.distributions import _leading
-
-Function = Callable[[jax.Array], jax.Array]
-DistBuilder = Callable[[Any], Distribution]
-
-
-# ---------------------------------------------------------------------------
-# Argument checks shared by all estimators.
-# ---------------------------------------------------------------------------
-
-
-def _check_num_samples(
-  num_samples: Any,
-  name: str | None = None,
-  *,
-  what: str = "num_samples",
-  minimum: int = 1,
-  even: bool = False,
-) -> int:
-  """Checks that `num_samples` is a static Python int >= `minimum`.
-
-  The one check behind every estimator here, in control_variates and in
-  variational; `name` (the calling function) prefixes the messages, `what`
-  names the argument, `even` asks for antithetic pairs.
-  """
-  prefix = f"{name}: " if name else ""
-  # `bool` is an `int` subclass; `True` samples is a bug, not one sample.
-  if isinstance(num_samples, bool) or not isinstance(
-    num_samples, (int, np.integer)
-  ):
-    raise TypeError(
-      f"{prefix}{what} must be a static Python int (list it in "
-      f"static_argnames under jax.jit), got {type(num_samples).__name__} "
-      f"{num_samples!r}."
-    )
-  if num_samples < minimum:
-    raise ValueError(f"{prefix}{what} must be >= {minimum}, got {num_samples}.")
-  if even and num_samples % 2:
-    raise ValueError(
-      f"{prefix}{what} must be even (samples come in antithetic pairs), got "
-      f"{num_samples}."
-    )
-  return int(num_samples)
-
-
-def _build(dist_builder: DistBuilder, params: Any, name: str) -> Distribution:
-  """Calls `dist_builder(params)`, turning a misfit into a clear ValueError."""
-  try:
-    dist = dist_builder(params)
-  except (
-    jax.errors.ConcretizationTypeError,
-    jax.errors.TracerBoolConversionError,
-  ):
-    raise  # A jit problem inside dist_builder, not a params misfit.
-  except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-    raise ValueError(
-      f"{name}: params do not fit dist_builder; dist_builder(params) raised "
-      f"{type(e).__name__}: {e}"
-    ) from e
-  if not isinstance(dist, Distribution):
-    raise TypeError(
-      f"{name}: dist_builder must return an rgrad.distributions.Distribution, "
-      f"got {type(dist).__name__}."
-    )
-  return dist
-
-
-def _check_scalar_cost(
-  function: Function, dist: Distribution, key: chex.PRNGKey, name: str
-) -> None:
-  """Checks, from shapes alone, that `function` maps one draw to a scalar."""
-  _check_scalar_output(function, jax.eval_shape(dist.sample, key), name)
-
-
-def _check_scalar_output(
-  function: Function, x: jax.ShapeDtypeStruct, name: str
-) -> None:
-  """Checks, from shapes alone, that `function` maps `x` to a scalar."""
-  out = jax.eval_shape(function, x)
-  shape = getattr(out, "shape", None)
-  if shape != ():
-    got = f"shape {tuple(shape)}" if shape is not None else type(out).__name__
-    raise ValueError(
-      f"{name}: function must return a scalar cost for one sample of shape "
-      f"{tuple(x.shape)}, got {got}."
-    )
-
-
-def _check_finite(costs: jax.Array, name: str) -> None:
-  """Raises if concrete `costs` contain NaN/inf; under jit they propagate."""
-  concrete = _concrete(costs)
-  if concrete is None:
-    return
-  bad = int(np.sum(~np.isfinite(concrete)))
-  if bad:
-    raise ValueError(
-      f"{name}: {bad} of {concrete.size} costs are non-finite (NaN or inf); "
-      "the gradient estimate would be meaningless. Under jax.jit they "
-      "propagate into non-finite jacobians instead."
-    )
-
+from rgrad import _internal
+from rgrad import base
 
 # ---------------------------------------------------------------------------
 # Score function (REINFORCE).
@@ -161,9 +55,9 @@ def _check_finite(costs: jax.Array, name: str) -> None:
 
 
 def score_function_jacobians(
-  function: Function,
-  params: Any,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
@@ -209,31 +103,76 @@ def score_function_jacobians(
     Mohamed et al. 2020, https://arxiv.org/abs/1906.10652, Section 4.
   """
   name = "score_function_jacobians"
-  num_samples = _check_num_samples(num_samples, name)
-  dist = _build(dist_builder, params, name)
-  _check_scalar_cost(function, dist, key, name)
-  baseline = jnp.asarray(baseline)
-  if baseline.shape not in ((), (num_samples,)):
-    raise ValueError(
-      f"{name}: baseline must be a scalar or have shape ({num_samples},), "
-      f"got {tuple(baseline.shape)}."
-    )
-
-  # The draws are data here, never differentiated through.
-  xs, noise = jax.lax.stop_gradient(dist.sample_with_noise(key, (num_samples,)))
+  num_samples = _internal.check_int(num_samples, name)
+  baseline = _internal.check_row_weights(
+    baseline, num_samples, name, "baseline"
+  )
+  noise, (costs,) = score_function_draws(
+    (function,), params, dist_builder, key, num_samples, name=name
+  )
   del key
-  costs = jax.vmap(function)(xs)
-  chex.assert_shape(costs, (num_samples,))
-  _check_finite(costs, name)
   jacobians = noise_score_jacobians(
     params, dist_builder, noise, weights=costs - baseline
   )
   return (jacobians, costs) if return_costs else jacobians
 
 
+def score_function_draws(
+  functions: tuple[base.CostFunction, ...],
+  params: base.Params,
+  dist_builder: base.DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  name: str = "score_function_draws",
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+  """The score-function pipeline up to the weights: checks, draws, costs.
+
+  Draws ``num_samples`` samples from ``key`` exactly as
+  :func:`score_function_jacobians` does and evaluates each of ``functions``
+  at them, for estimators that weight one set of scores by several costs
+  (leave-one-out, control variates). The one implementation of that
+  pipeline: every score-function estimator makes the same draws from the
+  same key.
+
+  Args:
+    functions: costs, each one draw -> scalar.
+    params: pytree of parameters.
+    dist_builder: ``params`` -> a distribution with the ``score``
+      capability.
+    key: PRNG key, consumed.
+    num_samples: static number of draws, an int >= 1.
+    name: the caller, for error messages.
+
+  Returns:
+    ``(noise [num_samples, ...], (costs [num_samples] per function))``:
+    the noise of the draws (``Distribution.sample_with_noise``), for
+    :func:`noise_score_jacobians`.
+
+  Raises:
+    ValueError: ``params`` that do not fit ``dist_builder``, a non-scalar
+      cost, or (outside jit) non-finite costs.
+    TypeError: a distribution without the ``score`` capability.
+  """
+  num_samples = _internal.check_int(num_samples, name)
+  dist = _internal.build(dist_builder, params, name, ("score",))
+  for function in functions:
+    _internal.check_scalar_cost(function, dist, key, name)
+  # The draws are data here, never differentiated through.
+  xs, noise = jax.lax.stop_gradient(dist.sample_with_noise(key, (num_samples,)))
+  del key
+  all_costs = []
+  for function in functions:
+    costs = jax.vmap(function)(xs)
+    chex.assert_shape(costs, (num_samples,))
+    _internal.check_finite(costs, name)
+    all_costs.append(costs)
+  return noise, tuple(all_costs)
+
+
 def score_jacobians(
-  params: Any,
-  dist_builder: DistBuilder,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   xs: jax.Array,
   *,
   weights: jax.typing.ArrayLike | None = None,
@@ -276,8 +215,8 @@ def score_jacobians(
 
 
 def noise_score_jacobians(
-  params: Any,
-  dist_builder: DistBuilder,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   noise: jax.Array,
   *,
   weights: jax.typing.ArrayLike | None = None,
@@ -317,8 +256,8 @@ def noise_score_jacobians(
 
 
 def _pulled_back_scores(
-  params: Any,
-  dist_builder: DistBuilder,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   rows: jax.typing.ArrayLike,
   weights: jax.typing.ArrayLike | None,
   what: str,
@@ -326,27 +265,13 @@ def _pulled_back_scores(
 ):
   """Weighted scores at draws (`what` = "xs") or from their noise, on params."""
   dist, pullback = jax.vjp(dist_builder, params)
-  rows = jax.lax.stop_gradient(dist._check_rows(rows, what, name))
-  weights = _check_row_weights(weights, rows.shape[0], name)
+  _internal.build(lambda _: dist, None, name, ("score",))
+  rows = jax.lax.stop_gradient(_internal.check_rows(dist, rows, what, name))
+  weights = _internal.check_row_weights(weights, rows.shape[0], name)
   score_rows = dist.batch_score if what == "xs" else dist.score_from_noise
   # Like dist, leaves [num_samples, *field].
   (jacobians,) = jax.vmap(pullback)(score_rows(rows, weights))
   return jacobians
-
-
-def _check_row_weights(
-  weights: jax.typing.ArrayLike | None, num_samples: int, name: str
-) -> jax.Array | None:
-  """None, or `weights` (a scalar or [num_samples]) broadcast to [n]."""
-  if weights is None:
-    return None
-  weights = jnp.asarray(weights)
-  if weights.shape not in ((), (num_samples,)):
-    raise ValueError(
-      f"{name}: weights must be a scalar or have shape ({num_samples},), "
-      f"got {tuple(weights.shape)}."
-    )
-  return jnp.broadcast_to(weights, (num_samples,))
 
 
 # ---------------------------------------------------------------------------
@@ -355,9 +280,9 @@ def _check_row_weights(
 
 
 def pathwise_jacobians(
-  function: Function,
-  params: Any,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
@@ -399,97 +324,129 @@ def pathwise_jacobians(
     Figurnov et al. 2018, https://arxiv.org/abs/1805.08498 (implicit).
   """
   name = "pathwise_jacobians"
-  num_samples = _check_num_samples(num_samples, name)
-  dist = _build(dist_builder, params, name)
-  _check_reparameterized(dist, name)
-  _check_scalar_cost(function, dist, key, name)
-
-  def cost(p, k):
-    return function(dist_builder(p).sample(k))
-
-  keys = jax.random.split(key, num_samples)
-  del key
-  costs, jacobians = jax.vmap(jax.value_and_grad(cost), in_axes=(None, 0))(
-    params, keys
+  ((costs, jacobians),) = pathwise_value_and_grads(
+    (function,), params, dist_builder, key, num_samples, name=name
   )
-  chex.assert_shape(costs, (num_samples,))
-  _check_finite(costs, name)
-  # A gradient can be finite where the cost is not (e.g. a cost written with
-  # jnp.where); such a sample has no meaningful gradient, so it is made NaN
-  # rather than let a finite-looking mean hide it.
-  jacobians = _poison_non_finite(jacobians, costs)
+  del key
   return (jacobians, costs) if return_costs else jacobians
 
 
-def _check_reparameterized(dist: Distribution, name: str) -> None:
-  if not type(dist).reparameterized:
+def pathwise_value_and_grads(
+  functions: tuple[base.CostFunction, ...],
+  params: base.Params,
+  dist_builder: base.DistBuilder,
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  name: str = "pathwise_value_and_grads",
+) -> tuple[tuple[jax.Array, base.Params], ...]:
+  r"""The pathwise pipeline for several costs at the same draws.
+
+  Splits ``key`` into one key per sample exactly as
+  :func:`pathwise_jacobians` does; for every sample the sampling path
+  :math:`\theta \mapsto x(\epsilon; \theta)` is traced and transposed once
+  and its VJP applied to the gradient of each of ``functions`` at that draw
+  (any reparameterization works, Gamma's implicit one included). Rows whose
+  cost is non-finite are NaN in that cost's jacobians.
+
+  Args:
+    functions: costs, each one draw -> scalar, differentiable.
+    params: pytree of parameters.
+    dist_builder: ``params`` -> a distribution with the
+      ``reparameterized`` capability.
+    key: PRNG key, consumed.
+    num_samples: static number of draws, an int >= 1.
+    name: the caller, for error messages.
+
+  Returns:
+    One ``(costs [num_samples], jacobians)`` pair per function, jacobians a
+    pytree like ``params`` with leaves ``[num_samples, *leaf.shape]``.
+
+  Raises:
+    ValueError: a distribution without a pathwise sampler, bad
+      ``num_samples``, ``params`` that do not fit ``dist_builder``, a
+      non-scalar cost, or (outside jit) non-finite costs.
+  """
+  num_samples = _internal.check_int(num_samples, name)
+  dist = _internal.build(dist_builder, params, name)
+  if _internal.missing_capabilities(dist, ("reparameterized",)):
     raise ValueError(
       f"{name}: {type(dist).__name__} has no pathwise sampler "
       "(reparameterized=False), so its samples cannot be differentiated; use "
       "score_function_jacobians instead."
     )
+  for function in functions:
+    _internal.check_scalar_cost(function, dist, key, name)
+  keys = jax.random.split(key, num_samples)
+  del key
 
+  def one_sample(sample_key):
+    x, pullback = jax.vjp(lambda p: dist_builder(p).sample(sample_key), params)
+    out = []
+    for function in functions:
+      cost, dx = jax.value_and_grad(lambda x, f=function: jnp.asarray(f(x)))(x)
+      (jacobian,) = pullback(dx)
+      out.append((cost, jacobian))
+    return tuple(out)
 
-def _poison_non_finite(jacobians: Any, costs: jax.Array) -> Any:
-  """NaN rows of `jacobians` [n, ...] wherever `costs` [n] is not finite."""
-  poison = jnp.where(jnp.isfinite(costs), 0.0, jnp.nan)  # [num_samples]
-  return jax.tree.map(lambda j: j + _leading(poison, j), jacobians)
+  results = jax.vmap(one_sample)(keys)
+  checked = []
+  for costs, jacobians in results:
+    chex.assert_shape(costs, (num_samples,))
+    _internal.check_finite(costs, name)
+    checked.append((costs, _internal.poison_non_finite(jacobians, costs)))
+  return tuple(checked)
 
 
 # ---------------------------------------------------------------------------
-# Measure-valued (weak derivatives) for the Gaussian.
+# Measure-valued (weak derivatives).
 # ---------------------------------------------------------------------------
 
 
 def measure_valued_jacobians(
-  function: Function,
-  params: Any,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
   coupling: bool = True,
 ):
-  r"""Measure-valued gradient estimator for a diagonal Gaussian.
+  r"""Measure-valued (weak-derivative) gradient estimator.
 
-  A weak derivative writes :math:`\partial_{\theta_i} N(x; \mu, \sigma^2)` as a
+  A weak derivative writes :math:`\partial_{\theta_i} p(x; \theta)` as a
   scaled difference of two densities, :math:`c_i (p_i^+ - p_i^-)`; for a
-  factorized distribution only coordinate :math:`i` changes, the others are
-  drawn from :math:`p` itself (shared by both sides). For one coordinate
-  (Mohamed et al. Table 1, :math:`W \sim` Rayleigh, i.e. Weibull with scale
-  :math:`\sqrt2` and shape 2; :math:`M \sim` double-sided Maxwell):
+  factorized distribution only coordinate :math:`i` of the draw changes, the
+  others are drawn from :math:`p` itself (shared by both parts), so
 
-  .. math::
-    \partial_\mu E[f] = \frac{1}{\sqrt{2\pi}\,\sigma}
-      \big(E f(\mu + \sigma W) - E f(\mu - \sigma W')\big), \qquad
-    \partial_\sigma E[f] = \frac{1}{\sigma}
-      \big(E f(\mu + \sigma M) - E f(\mu + \sigma \epsilon)\big).
+  .. math:: \partial_{\theta_i} E_p[f] = c_i\,\big(E f(x^{(i,+)})
+            - E f(x^{(i,-)})\big).
 
-  With ``coupling=True`` the two sides share random numbers: :math:`W' = W`,
-  and :math:`\epsilon = U M` with :math:`U \sim U(0, 1)` (a uniform multiple
-  of a double-sided Maxwell draw is standard normal). Common random numbers
-  help when the two sides' costs are positively correlated and can hurt
-  otherwise: for :math:`f(x) = x^2` the coupled :math:`\partial_\sigma`
-  variance is :math:`4\mu^2 + 4\sigma^2` against :math:`16\mu^2 + 8\sigma^2`
-  uncoupled, but for the odd :math:`f(x) = x` the coupled
-  :math:`\partial_\mu` variance, :math:`(4 - \pi)/\pi`, is twice the
-  uncoupled one (both derived in the tests). The estimate is unbiased either
-  way and needs no derivative of ``function``. For ``d`` Gaussian coordinates
-  it evaluates ``function`` ``2 d`` times per sample for the locations (one
-  pair per coordinate) and ``2 d`` times for the scales, as four batches of
-  ``[num_samples, d, d]`` inputs in turn (memory O(num_samples d^2): chunk
-  it; on CPU, chunks whose ``num_samples d^2`` floats fit in cache run
-  about twice as fast per sample, e.g. 100 samples at d = 100).
+  The distribution supplies the parts through its ``weak_derivatives``
+  capability (:meth:`rgrad.distributions.Normal.weak_derivatives` gives the
+  Gaussian's, Mohamed et al. Table 1). With ``coupling=True`` the two parts
+  share random numbers. Common random numbers help when the two parts' costs
+  are positively correlated and can hurt otherwise: for :math:`f(x) = x^2`
+  the coupled :math:`\partial_\sigma` variance is :math:`4\mu^2 + 4\sigma^2`
+  against :math:`16\mu^2 + 8\sigma^2` uncoupled, but for the odd
+  :math:`f(x) = x` the coupled :math:`\partial_\mu` variance,
+  :math:`(4 - \pi)/\pi`, is twice the uncoupled one (both derived in the
+  tests). The estimate is unbiased either way and needs no derivative of
+  ``function``.
 
-  Gradients w.r.t. :math:`(\mu, \sigma)` are mapped to the distribution's own
-  fields (:math:`\partial_{\log\sigma} = \sigma\,\partial_\sigma` for
-  :class:`LogScaleNormal`) and pulled back to ``params`` with the VJP of
-  ``dist_builder``.
+  For ``d`` coordinates and ``F`` fields it evaluates ``function``
+  ``2 F d`` times per sample, as ``2 F`` batches of ``[num_samples, d, d]``
+  inputs in turn, so memory is O(num_samples d^2): chunk it (chunks whose
+  ``num_samples d^2`` floats fit in cache run fastest; the benchmark
+  measures it). The gradients w.r.t. the distribution's own fields are
+  pulled back to ``params`` with the VJP of ``dist_builder``.
 
   Args:
     function: one draw ``x`` -> scalar cost; need not be differentiable.
     params: pytree of parameters.
-    dist_builder: ``params`` -> a :class:`Normal` or :class:`LogScaleNormal`.
+    dist_builder: ``params`` -> a distribution with the
+      ``weak_derivatives`` capability (:class:`Normal`,
+      :class:`LogScaleNormal`).
     key: PRNG key, consumed.
     num_samples: static number of draws, a Python int >= 1.
     coupling: share random numbers between the positive and negative parts.
@@ -498,97 +455,64 @@ def measure_valued_jacobians(
     A pytree like ``params`` with leaves ``[num_samples, *leaf.shape]``.
 
   Raises:
-    ValueError: a non-Gaussian distribution, bad ``num_samples``, ``params``
-      that do not fit ``dist_builder``, a non-scalar cost, or (outside jit)
-      non-finite costs.
+    ValueError: a distribution without weak derivatives, bad
+      ``num_samples``, ``params`` that do not fit ``dist_builder``, a
+      non-scalar cost, or (outside jit) non-finite costs.
     TypeError: as for :func:`score_function_jacobians`.
 
   References:
     Mohamed et al. 2020, https://arxiv.org/abs/1906.10652, Section 6, Table 1.
   """
   name = "measure_valued_jacobians"
-  num_samples = _check_num_samples(num_samples, name)
-  dist = _build(dist_builder, params, name)
-  if not isinstance(dist, (Normal, LogScaleNormal)):
+  num_samples = _internal.check_int(num_samples, name)
+  dist = _internal.build(dist_builder, params, name)
+  if _internal.missing_capabilities(dist, ("weak_derivatives",)):
     raise ValueError(
-      f"{name}: implemented for the diagonal Gaussian (Normal, "
-      f"LogScaleNormal) only, got {type(dist).__name__}."
+      f"{name}: needs a distribution with weak derivatives (the "
+      "weak_derivatives capability, e.g. the diagonal Gaussian Normal or "
+      f"LogScaleNormal), got {type(dist).__name__}."
     )
-  _check_scalar_cost(function, dist, key, name)
+  _internal.check_scalar_cost(function, dist, key, name)
 
-  shape = dist.loc.shape
-  dim = math.prod(shape)
-  loc = dist.loc.reshape(dim)  # [d]
-  scale = dist.scale.reshape(dim)  # [d]
-  dtype = loc.dtype
-  k_base, k_mean_pos, k_mean_neg, k_scale_pos, k_scale_neg = jax.random.split(
-    key, 5
-  )
+  base_draws, parts = dist.weak_derivatives(key, num_samples, coupling=coupling)
   del key
-  noise_shape = (num_samples, dim)
+  shape = base_draws.shape[1:]
+  dim = math.prod(shape)
+  base_draws = base_draws.reshape(num_samples, dim)  # [n, d]
+  dtype = base_draws.dtype
 
-  # The coordinates that do not move: one draw of p per sample, shared by the
-  # positive and negative part of every coordinate.
-  base = dist.sample(k_base, (num_samples,)).reshape(noise_shape)  # [n, d]
-
-  def rayleigh(k):
-    # Rayleigh(1), density w e^{-w^2/2}, by inverting its CDF 1 - e^{-w^2/2}:
-    # the law (and the uniform stream) of jax.random.weibull_min(k, sqrt 2, 2),
-    # with a square root where weibull_min takes a general power.
-    u = jax.random.uniform(k, noise_shape, dtype)
-    return jnp.sqrt(-2.0 * jnp.log1p(-u))
-
-  w_pos = rayleigh(k_mean_pos)
-  w_neg = w_pos if coupling else rayleigh(k_mean_neg)
-  m_pos = jax.random.double_sided_maxwell(
-    k_scale_pos, 0.0, 1.0, noise_shape, dtype
-  )
-  eps_neg = (
-    jax.random.uniform(k_scale_neg, noise_shape, dtype) * m_pos
-    if coupling
-    else jax.random.normal(k_scale_neg, noise_shape, dtype)
-  )
-
-  # Every cost input is `base` with one coordinate replaced: for a side and
-  # coordinate i, row i of that side's [n, d, d] batch is the base draw with
-  # its i-th coordinate set to the side's variate. The four sides are
-  # evaluated in turn by lax.map over one [4, n, d] stack of variates: the
-  # base draws enter the loop materialized, once, where one [n, 4 d, d]
-  # select let XLA recompute the Gaussian inverse CDF of `base` inside every
-  # one of the 4 d copies (on CPU ~2.4x slower at n = 100, d = 100), and the
-  # working set is one side's [n, d, d], a quarter of it.
+  # Every cost input is the base draw with one coordinate replaced: for a part
+  # and coordinate i, row i of that part's [n, d, d] batch is the base draw
+  # with its i-th coordinate set to the part's variate. The parts are
+  # evaluated in turn by lax.map over one [2 F, n, d] stack: the base draws
+  # enter the loop materialized, once, where one [n, 2 F d, d] select let XLA
+  # recompute the sampler of `base` inside every copy, and the working set is
+  # one part's [n, d, d].
   sides = jnp.stack(
     [
-      loc + scale * w_pos,  # mean, positive part
-      loc - scale * w_neg,  # mean, negative part
-      loc + scale * m_pos,  # scale, positive part
-      loc + scale * eps_neg,  # scale, negative part
+      side.reshape(num_samples, dim)
+      for part in parts
+      for side in (part.positive, part.negative)
     ]
-  )  # [4, n, d]
+  )  # [2 F, n, d]
   replaced = jnp.eye(dim, dtype=bool)  # [d (row), d (coordinate)]
 
   def side_costs(values: jax.Array) -> jax.Array:  # [n, d] -> [n, d]
-    xs = jnp.where(replaced, values[:, :, None], base[:, None, :])  # [n, d, d]
-    xs = xs.reshape((num_samples, dim) + shape)
+    xs = jnp.where(replaced, values[:, :, None], base_draws[:, None, :])
+    xs = xs.reshape((num_samples, dim) + shape)  # [n, d, *shape]
     return jax.vmap(jax.vmap(function))(xs)
 
-  all_costs = jax.lax.map(side_costs, sides)  # [4, n, d]
-  mean_pos, mean_neg, scale_pos, scale_neg = all_costs
-  _check_finite(all_costs, name)
-
-  d_loc = (mean_pos - mean_neg) / (math.sqrt(2.0 * math.pi) * scale)
-  d_scale = (scale_pos - scale_neg) / scale  # both [n, d]
+  all_costs = jax.lax.map(side_costs, sides)  # [2 F, n, d]
+  _internal.check_finite(all_costs, name)
   # Cotangents must match the primal dtypes (a float32 cost may meet float64
   # parameters).
-  d_loc = d_loc.reshape((num_samples,) + shape).astype(dtype)
-  d_scale = d_scale.reshape((num_samples,) + shape).astype(dtype)
-  if isinstance(dist, Normal):
-    cotangents = Normal._unchecked(loc=d_loc, scale=d_scale)
-  else:
-    # sigma = exp(log sigma): d/dlog sigma = sigma d/dsigma.
-    cotangents = LogScaleNormal._unchecked(
-      loc=d_loc, log_scale=d_scale * dist.scale
-    )
+  leaves = [
+    (part.constant.reshape(dim) * (all_costs[2 * i] - all_costs[2 * i + 1]))
+    .reshape((num_samples,) + shape)
+    .astype(dtype)
+    for i, part in enumerate(parts)
+  ]
+  cotangents = jax.tree.unflatten(jax.tree.structure(dist), leaves)
   _, pullback = jax.vjp(dist_builder, params)
   (jacobians,) = jax.vmap(pullback)(cotangents)
   return jacobians

@@ -62,11 +62,10 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from rgrad import estimators
+from rgrad import _internal
+from rgrad import base
 
-# A pytree of parameters; `dist_builder(params)` returns a distribution with
-# `sample(key, sample_shape)`, `log_prob(x)` and `reparameterized`.
-Params = Any
+Params = base.Params
 LogJoint = Callable[[jax.Array], jax.Array]
 
 
@@ -158,7 +157,7 @@ def stl_jacobians(
   References:
     Roeder, Wu and Duvenaud, NeurIPS 2017, https://arxiv.org/abs/1703.09194.
   """
-  estimators._check_num_samples(num_samples)
+  _internal.check_int(num_samples, "stl_jacobians")
   keys = jax.random.split(key, num_samples)
   del key
   log_w, grads = _log_weight_and_grad(log_joint, params, dist_builder, keys)
@@ -227,7 +226,7 @@ def dreg_jacobians(
     Tucker, Lawson, Gu and Maddison, ICLR 2019,
     https://arxiv.org/abs/1810.04152.
   """
-  estimators._check_num_samples(num_samples)
+  _internal.check_int(num_samples, "dreg_jacobians")
   keys = jax.random.split(key, num_samples)
   del key
   log_w, grads = _log_weight_and_grad(log_joint, params, dist_builder, keys)

@@ -1,17 +1,14 @@
 """Tests for rgrad.backprop: hand backprop and BPTT against jax.grad."""
 
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import chex  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from rgrad import backprop  # noqa: E402
-from rgrad import gradcheck  # noqa: E402
+from rgrad import backprop
+from rgrad import gradcheck
 
 _TOL = 1e-10
 

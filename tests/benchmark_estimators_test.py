@@ -4,20 +4,16 @@ Not a timed test: the numbers are not checked, only that every program runs
 and that results.json / results.csv / table.md have the documented schema.
 """
 
-import jax
+import csv
+import json
+import math
+import os
+import tempfile
 
-jax.config.update("jax_enable_x64", True)
+from absl.testing import absltest
 
-import csv  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-
-from absl.testing import absltest  # noqa: E402
-
-from experiments import benchmark_estimators  # noqa: E402
-from experiments.configs import benchmark_estimators as config_lib  # noqa: E402
+from experiments import benchmark_estimators
+from experiments.configs import benchmark_estimators as config_lib
 
 _ESTIMATORS = "pathwise,score_function,measure_valued_uncoupled,delta_method"
 _TIMING_KEYS = {

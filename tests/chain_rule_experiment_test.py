@@ -5,15 +5,11 @@ import json
 import os
 import tempfile
 
-import jax
+import pytest
+from absl.testing import absltest
 
-jax.config.update("jax_enable_x64", True)
-
-import pytest  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-
-from experiments import chain_rule  # noqa: E402
-from experiments.configs import chain_rule as chain_rule_config  # noqa: E402
+from experiments import chain_rule
+from experiments.configs import chain_rule as chain_rule_config
 
 _CHECK_KEYS = {
   "group",

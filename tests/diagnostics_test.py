@@ -1,21 +1,18 @@
 """Tests for rgrad.diagnostics: streaming gradient moments."""
 
+import functools
+
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import functools  # noqa: E402
-
-import chex  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from rgrad import diagnostics  # noqa: E402
-from rgrad import distributions  # noqa: E402
-from rgrad import estimators  # noqa: E402
-from rgrad import exact  # noqa: E402
+from rgrad import diagnostics
+from rgrad import distributions
+from rgrad import estimators
+from rgrad import exact
 
 _PARAMS = {"w": jnp.arange(3.0), "b": jnp.asarray(0.5)}
 _OFFSET = 1e3  # a large mean next to O(1) spread: the merge must not cancel.
@@ -104,18 +101,18 @@ class GradientMomentsTest(parameterized.TestCase):
     for cuts in ([1000], [1, 999], [7, 93, 500, 400], [333, 333, 333, 1]):
       bounds = np.cumsum([0] + cuts)
       pieces = [
-        diagnostics._chunk_stats([jnp.asarray(data[a:b])])
+        diagnostics.chunk_moment_sums([jnp.asarray(data[a:b])])
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
       ]
       # Merge left to right and as a balanced tree: both are exact.
-      left = functools.reduce(diagnostics._merge, pieces)
+      left = functools.reduce(diagnostics.merge_moment_sums, pieces)
       np.testing.assert_allclose(left.mean[0], want_mean, rtol=1e-14)
       np.testing.assert_allclose(
         left.m2[0] / (left.count - 1), want_var, rtol=1e-12
       )
       while len(pieces) > 1:
         pieces = [
-          diagnostics._merge(*pieces[i : i + 2])
+          diagnostics.merge_moment_sums(*pieces[i : i + 2])
           if i + 1 < len(pieces)
           else pieces[i]
           for i in range(0, len(pieces), 2)
@@ -149,12 +146,10 @@ class GradientMomentsTest(parameterized.TestCase):
       return {"w": params["w"] + noise}
 
     def temp_bytes(num_samples):
-      lowered = diagnostics._gradient_moments.lower(
-        estimator,
-        jnp.sum,
-        params,
-        _identity,
+      lowered = diagnostics.stream_moments.lower(
         jax.random.key(0),
+        params,
+        chunk_fn=diagnostics.EstimatorChunk(estimator, jnp.sum, _identity),
         num_samples=num_samples,
         chunk_size=128,
       )

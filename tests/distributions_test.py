@@ -2,18 +2,15 @@
 
 import functools
 
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import chex  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from rgrad import distributions  # noqa: E402
+from rgrad import distributions
 
 # Fixed, well-conditioned parameters; each case has a batch dimension where the
 # class supports one, so broadcasting in log_prob/score is exercised too.

@@ -1,25 +1,22 @@
 """Tests for experiments/estimator_variance.py (Mohamed et al. Figs 2-3)."""
 
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
 import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import json  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from experiments import estimator_variance as ev  # noqa: E402
-from experiments.configs import estimator_variance as config_lib  # noqa: E402
-from rgrad import exact  # noqa: E402
+from experiments import estimator_variance as ev
+from experiments.configs import estimator_variance as config_lib
+from rgrad import exact
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Samples for the agreement test: 5 chunks, so 4 devices need padding.

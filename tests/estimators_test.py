@@ -9,22 +9,19 @@ units of the standard error estimated from the same samples.
 import functools
 import math
 
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import absltest
+from absl.testing import parameterized
+from numpy.polynomial import Polynomial
+from numpy.polynomial import hermite_e
 
-jax.config.update("jax_enable_x64", True)
-
-import chex  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-from numpy.polynomial import Polynomial  # noqa: E402
-from numpy.polynomial import hermite_e  # noqa: E402
-
-import rgrad  # noqa: E402
-from rgrad import distributions  # noqa: E402
-from rgrad import estimators  # noqa: E402
+import rgrad
+from rgrad import distributions
+from rgrad import estimators
 
 _ESTIMATORS = {
   "pathwise": estimators.pathwise_jacobians,

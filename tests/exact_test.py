@@ -1,18 +1,15 @@
 """Tests for rgrad.exact: quadrature references against closed forms."""
 
+import math
+
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import math  # noqa: E402
-
-import chex  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from rgrad import exact  # noqa: E402
+from rgrad import exact
 
 _TOL = 1e-10
 

@@ -3,16 +3,13 @@
 import json
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from rgrad import gradcheck  # noqa: E402
-from rgrad import primitives  # noqa: E402
+from rgrad import gradcheck
+from rgrad import primitives
 
 
 def _quadratic(params):

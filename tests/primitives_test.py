@@ -1,16 +1,13 @@
 """Tests for rgrad.primitives: every hand derivative against jax autodiff."""
 
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import chex  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from rgrad import primitives  # noqa: E402
+from rgrad import primitives
 
 _TOL = 1e-10
 _ELEMENTWISE = tuple(

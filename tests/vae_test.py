@@ -1,24 +1,21 @@
 """Tests for experiments/vae.py: tiny runs, outputs, resume, bad flags."""
 
+import csv
+import json
+import os
+import shutil
+import tempfile
+from unittest import mock
+
 import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import csv  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-from unittest import mock  # noqa: E402
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from experiments import vae  # noqa: E402
-from experiments.configs import vae as vae_config  # noqa: E402
+from experiments import vae
+from experiments.configs import vae as vae_config
 
 
 def _tiny_config(**overrides):

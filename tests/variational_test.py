@@ -9,18 +9,15 @@ which shares no code with the estimators.
 
 import functools
 
+import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
 
-jax.config.update("jax_enable_x64", True)
-
-import chex  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl.testing import absltest  # noqa: E402
-from absl.testing import parameterized  # noqa: E402
-
-from rgrad import distributions  # noqa: E402
-from rgrad import variational  # noqa: E402
+from rgrad import distributions
+from rgrad import variational
 
 _NOISE_SCALE = 0.7
 
