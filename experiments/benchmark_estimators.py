@@ -88,7 +88,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from experiments import launch
+from experiments.common import launch
 from experiments.configs import benchmark_estimators as config_lib
 from rgrad import control_variates
 from rgrad import distributions

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from experiments import launch
+from experiments.common import launch
 from rgrad import backprop
 from rgrad import chain_rule
 from rgrad import gradcheck

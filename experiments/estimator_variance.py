@@ -168,7 +168,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from experiments import launch
+from experiments.common import launch
 from experiments.configs import estimator_variance as config_lib
 from rgrad import control_variates
 from rgrad import distributions

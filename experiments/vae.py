@@ -132,7 +132,7 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from experiments import launch
+from experiments.common import launch
 from rgrad import control_variates
 from rgrad import distributions
 from rgrad import estimators

@@ -1,4 +1,4 @@
-"""Command-line flags shared by every experiment.
+"""Command-line entry point shared by every experiment.
 
 Each experiment is an absl app with two flags: ``--config``, an ml_collections
 config file (``experiments/configs/<name>.py``, overridable field by field as
@@ -6,9 +6,14 @@ config file (``experiments/configs/<name>.py``, overridable field by field as
 in one process-wide registry, so they are defined only when a module runs as
 ``__main__``: tests import several experiments into one process and call their
 ``run(config, workdir)`` directly.
+
+A bad config value (:class:`experiments.common.config.ConfigError`) is a usage
+error: one clear line on stderr and exit status 1 (absl's ``UsageError`` code),
+not a traceback and not the module's whole docstring.
 """
 
 import os
+import sys
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +23,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments.common import config as config_lib
+
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
+
 
 def define_flags(
   name: str,
@@ -25,7 +34,7 @@ def define_flags(
   """Defines ``--config`` and ``--workdir`` for the experiment `name`.
 
   Args:
-    name: the experiment's module name; its default config is
+    name: the experiment's name; its default config is
       ``experiments/configs/<name>.py`` and its default workdir
       ``/tmp/rgrad/<name>``.
 
@@ -35,7 +44,7 @@ def define_flags(
   """
   config = config_flags.DEFINE_config_file(
     "config",
-    os.path.join(os.path.dirname(__file__), "configs", f"{name}.py"),
+    os.path.join(_CONFIGS, f"{name}.py"),
     f"Configuration of the {name} experiment (ml_collections).",
     lock_config=True,
   )
@@ -51,13 +60,18 @@ def run_app(
   """Runs ``run(config, workdir)`` as the absl app of the experiment `name`.
 
   Defines the flags (:func:`define_flags`), so call it only under
-  ``if __name__ == "__main__":``. Positional arguments are an error.
+  ``if __name__ == "__main__":``. Positional arguments and config values
+  that ``run`` rejects with a ``ConfigError`` are usage errors.
   """
   config, workdir = define_flags(name)
 
   def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    run(config.value, workdir.value)
+    try:
+      run(config.value, workdir.value)
+    except config_lib.ConfigError as e:
+      print(f"{name}: error: {e}", file=sys.stderr)
+      sys.exit(1)
 
   app.run(main)
