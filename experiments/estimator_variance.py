@@ -168,6 +168,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from experiments.common import distributed
 from experiments.common import launch
 from experiments.configs import estimator_variance as config_lib
 from rgrad import control_variates
@@ -1491,8 +1492,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   parsed = parse_config(config)
   # Float64 throughout: the per-chunk moments and the quadrature references.
   jax.config.update("jax_enable_x64", True)
-  if config.distributed and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+  if config.distributed:
+    distributed.initialize(
+      config.coordinator_address, config.num_processes, config.process_id
+    )
   start = time.perf_counter()
   mesh = _device_mesh()
   logging.info(

@@ -278,7 +278,8 @@ def stream_moments(
   apart (``stream_moments.lower(...).compile()``) to time the two phases.
 
   Args:
-    key: PRNG key; chunk ``c`` gets ``fold_in(key, c)``.
+    key: PRNG key, or a pytree of keys; chunk ``c`` gets ``fold_in(k, c)``
+      of each.
     args: a pytree passed to every chunk, replicated on every device.
     chunk_fn: ``(key, size, args) ->`` a pytree of per-sample values with
       leaves ``[size, ...]``; static, so pass the same (hashable) callable
@@ -299,7 +300,8 @@ def stream_moments(
   per_device = -(-num_full // num_devices)  # ceil
 
   def chunk(key, args, index: jax.Array, size: int) -> MomentSums:
-    values = chunk_fn(jax.random.fold_in(key, index), size, args)
+    chunk_key = jax.tree.map(lambda k: jax.random.fold_in(k, index), key)
+    values = chunk_fn(chunk_key, size, args)
     _check_chunk(values, size)
     return chunk_moment_sums(values, higher_moments)
 
@@ -404,7 +406,8 @@ def moments(
     chunk_fn: ``(key, size, args) ->`` pytree, leaves ``[size, ...]``;
       static under jit (compared by ``==``: a NamedTuple or a module-level
       function reuses the compilation, a fresh lambda compiles again).
-    key: PRNG key, consumed.
+    key: PRNG key, or a pytree of keys (each folded with the chunk index),
+      consumed.
     num_samples: total number of samples, an int >= 1.
     args: a pytree of arrays passed to every chunk (e.g. ``params``); traced,
       so new values reuse the compilation.
@@ -434,7 +437,10 @@ def moments(
   if jax.process_count() > 1:
     # A host value is a replicated input of the global program (the same on
     # every process); typed keys travel as their key data.
-    key = jax.random.wrap_key_data(np.asarray(jax.random.key_data(key)))
+    key = jax.tree.map(
+      lambda k: jax.random.wrap_key_data(np.asarray(jax.random.key_data(k))),
+      key,
+    )
   sums = stream_moments(
     key,
     args,

@@ -95,9 +95,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.sigma_sweep.k.exp_sq = 1.0
   config.sigma_sweep.k.cos = 2.0
 
-  # Call jax.distributed.initialize() first (multi-host: GPU cluster, TPU pod
-  # slice); samples are then sharded over every device of every host.
+  # Start JAX's multi-process runtime first (multi-host: GPU cluster, TPU pod
+  # slice, or several processes on one machine); samples are then sharded
+  # over every device of every process. Under SLURM, Open MPI, Kubernetes or
+  # on Cloud TPU the three fields below stay None and are detected; elsewhere
+  # set them here or through JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  # JAX_PROCESS_ID (experiments.common.distributed).
   config.distributed = False
+  config.coordinator_address = ml_collections.config_dict.placeholder(str)
+  config.num_processes = ml_collections.config_dict.placeholder(int)
+  config.process_id = ml_collections.config_dict.placeholder(int)
   # Write PNG figures (matplotlib).
   config.plot = True
   return config
