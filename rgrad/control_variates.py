@@ -299,9 +299,9 @@ def leave_one_out_jacobians(
   (costs,) = costs
   costs = jax.lax.stop_gradient(costs)  # [num_samples]
   # f_i - b_i with b_i = sum_{j != i} f_j / (K - 1) is K/(K - 1) times
-  # f_i - mean(f): the same weights, centred first (on CPU, XLA also fuses
-  # this form far better: the explicit b_i took ~2x the time of the plain
-  # score function).
+  # f_i - mean(f): the same weights, centred first; XLA fuses this form far
+  # better than the explicit b_i (the benchmark times leave-one-out against
+  # the plain score function).
   weights = (costs - jnp.mean(costs)) * (num_samples / (num_samples - 1))
   jacobians = estimators.noise_score_jacobians(
     params, dist_builder, noise, weights=weights

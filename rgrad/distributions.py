@@ -1,20 +1,27 @@
 r"""Distributions with hand-derived scores, as pure pytrees.
 
-The Monte Carlo gradient estimators in :mod:`rgrad.estimators` need three
-things of a distribution :math:`p(x; \theta)`:
+The Monte Carlo gradient estimators ask a distribution :math:`p(x; \theta)`
+for *capabilities* (:data:`rgrad.base.CAPABILITIES`), each a method or two, so
+that adding a distribution is one class with the methods it can support:
 
-* ``sample(key, sample_shape)``: draws; when ``reparameterized`` is True the
+* ``sample(key, sample_shape)``: draws; with ``reparameterized = True`` the
   draws are differentiable functions of the parameters (the *pathwise* or
-  reparameterization trick, explicit or implicit),
-* ``log_prob(x)``: :math:`\log p(x; \theta)`, summed over the event axis,
-* ``score(x)``: :math:`\nabla_\theta \log p(x; \theta)`, derived by hand and
-  returned as a pytree of the same class, one leaf per parameter;
-* ``sample_with_noise`` and ``score_from_noise``: the same draws together with
-  the noise :math:`\epsilon` they are computed from, and the (weighted) scores
-  at those draws as functions of :math:`\epsilon`. For the Gaussians the
-  standardized draw is :math:`\epsilon` itself, so the score needs no
-  :math:`(x - \mu)/\sigma` (no cancellation, no triangular solve), and the
-  score-function estimators read the noise once instead of recomputing it.
+  reparameterization trick, explicit or implicit);
+* ``log_prob(x)``: :math:`\log p(x; \theta)`, summed over the event axis;
+* ``score``: :math:`\nabla_\theta \log p(x; \theta)` derived by hand and
+  returned as a pytree of the same class, one leaf per parameter, with
+  ``sample_with_noise``/``score_from_noise`` (the draws together with the noise
+  :math:`\epsilon` they are computed from, and the weighted scores as
+  functions of :math:`\epsilon`: for the Gaussians the standardized draw is
+  :math:`\epsilon` itself, so the score needs no :math:`(x - \mu)/\sigma`, no
+  cancellation and no triangular solve) and ``batch_score`` (at given draws);
+* ``weak_derivatives(key, num_samples, coupling)``: per field, the two parts of
+  :math:`\partial_{\theta_i} p = c_i (p_i^+ - p_i^-)` as draws
+  (:class:`WeakDerivative`; the diagonal Gaussians);
+* ``mean_and_covariance()``: in closed form (the delta-method control variate;
+  the Gaussians);
+* ``reflect(x)``: a measure-preserving reflection :math:`x \mapsto 2\mu - x`
+  (antithetic sampling; the Gaussians).
 
 Each distribution is a registered pytree whose leaves are its parameters, so it
 passes through ``jax.jit``, ``jax.vmap`` and ``jax.vjp`` like any other array

@@ -25,9 +25,14 @@ measure variances and combine estimators.
   coordinate :math:`\partial_{\theta_i} p = c_i (p_i^+ - p_i^-)`, so
   :math:`\partial_{\theta_i} E_p[f] = c_i (E_{p_i^+}[f] - E_{p_i^-}[f])`.
 
-Validation (outside ``jit``, where values are concrete): ``num_samples`` must be
-a static Python int >= 1; ``dist_builder(params)`` must succeed and return a
-distribution; ``function`` must return a scalar; a non-finite cost raises a
+Each estimator asks the distribution for a capability
+(:data:`rgrad.base.CAPABILITIES`), not for a class: the score function for
+``score``, pathwise for ``reparameterized``, measure-valued for
+``weak_derivatives``; the registry (:data:`rgrad.ESTIMATORS`) lists what each
+needs. Validation (outside ``jit``, where values are concrete):
+``num_samples`` must be a static Python int >= 1; ``dist_builder(params)``
+must succeed and return a distribution with those capabilities (the error
+names the missing one); ``function`` must return a scalar; a non-finite cost raises a
 ValueError that counts them. Under ``jit`` the value checks cannot run, and
 non-finite costs then propagate into non-finite jacobians: they are never
 masked or replaced, so a bad estimate cannot look finite.
@@ -231,10 +236,10 @@ def noise_score_jacobians(
   rounding, without recomputing :math:`(x - \mu)/\sigma` (or a triangular
   solve). It also means the compiled program reads the noise where
   :func:`score_jacobians` would read the draws, so XLA need not keep the
-  inverse-CDF of the Gaussian sampler alive for a second consumer (on CPU it
-  recomputed it: the score function took ~1.4x the time of drawing and
-  evaluating the cost, against ~1.1x this way). For the other distributions
-  the noise is the draw and the two functions agree exactly.
+  inverse CDF of the Gaussian sampler alive for a second consumer (which it
+  may recompute; ``experiments/benchmark_estimators.py`` measures the
+  difference). For the other distributions the noise is the draw and the two
+  functions agree exactly.
 
   Args:
     params: pytree of parameters.
