@@ -32,10 +32,10 @@ Each estimator asks the distribution for a capability
 needs. Validation (outside ``jit``, where values are concrete):
 ``num_samples`` must be a static Python int >= 1; ``dist_builder(params)``
 must succeed and return a distribution with those capabilities (the error
-names the missing one); ``function`` must return a scalar; a non-finite cost raises a
-ValueError that counts them. Under ``jit`` the value checks cannot run, and
-non-finite costs then propagate into non-finite jacobians: they are never
-masked or replaced, so a bad estimate cannot look finite.
+names the missing one); ``function`` must return a scalar; a non-finite cost
+raises a ValueError that counts them. Under ``jit`` the value checks cannot
+run, and non-finite costs then propagate into non-finite jacobians: they are
+never masked or replaced, so a bad estimate cannot look finite.
 
 References:
   Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
