@@ -81,11 +81,6 @@ from rgrad import _internal
 from rgrad import base
 from rgrad import estimators
 
-Params = base.Params
-DistBuilder = base.DistBuilder
-CostFunction = base.CostFunction
-
-
 # ---------------------------------------------------------------------------
 # Moving-average baseline.
 # ---------------------------------------------------------------------------
@@ -218,7 +213,7 @@ def moving_average_baseline(
   if concrete_decay is not None and not (0.0 <= concrete_decay < 1.0):
     raise ValueError(f"decay must be in [0, 1), got {decay}.")
 
-  def init(params: Params) -> MovingAverageBaselineState:
+  def init(params: base.Params) -> MovingAverageBaselineState:
     del params
     return moving_average_baseline_init(dtype)
 
@@ -243,14 +238,14 @@ def moving_average_baseline(
 
 
 def leave_one_out_jacobians(
-  function: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
   return_costs: bool = False,
-) -> Params | tuple[Params, jax.Array]:
+) -> base.Params | tuple[base.Params, jax.Array]:
   r"""Score function estimator with the leave-one-out baseline.
 
   Each sample is baselined with the mean cost of the *other* samples,
@@ -327,7 +322,7 @@ class ControlVariate(NamedTuple):
   """
 
   value: Callable[[jax.Array], jax.Array]
-  expected_value: Callable[[Params], jax.Array]
+  expected_value: Callable[[base.Params], jax.Array]
 
 
 def _mean_and_covariance(dist: Any) -> tuple[jax.Array, jax.Array]:
@@ -343,9 +338,9 @@ def _mean_and_covariance(dist: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def _delta_method(
-  function: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   order: int,
 ) -> ControlVariate:
   """Taylor expansion of `function` at the mean, to first or second order."""
@@ -390,9 +385,9 @@ def _delta_method(
 
 
 def delta_method_control_variate(
-  function: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   *,
   order: int = 2,
 ) -> ControlVariate:
@@ -451,9 +446,8 @@ def delta_method_control_variate(
 
 
 ControlVariateBuilder = Callable[
-  [CostFunction, Params, DistBuilder], ControlVariate
+  [base.CostFunction, base.Params, base.DistBuilder], ControlVariate
 ]
-Estimator = base.Estimator
 
 _CONTROL_VARIATES: dict[str, ControlVariateBuilder] = {
   "delta": lambda f, p, b: _delta_method(f, p, b, order=2),
@@ -461,7 +455,7 @@ _CONTROL_VARIATES: dict[str, ControlVariateBuilder] = {
 }
 
 
-def _estimator_fn(estimator: Any) -> Estimator:
+def _estimator_fn(estimator: Any) -> base.Estimator:
   """A callable as is, or the registered estimator of that name."""
   if callable(estimator) and not isinstance(estimator, str):
     return estimator
@@ -489,7 +483,9 @@ def _control_variate_builder(control_variate: Any) -> ControlVariateBuilder:
   return _CONTROL_VARIATES[control_variate]
 
 
-def _optimal_coefficients(f_jacobians: Params, h_jacobians: Params) -> Params:
+def _optimal_coefficients(
+  f_jacobians: base.Params, h_jacobians: base.Params
+) -> base.Params:
   r"""Per-coordinate :math:`c^* = \mathrm{Cov}(g, g_h) / \mathrm{Var}(g_h)`."""
 
   def coefficient(g, h):  # [num_samples, ...] each
@@ -508,15 +504,15 @@ def _optimal_coefficients(f_jacobians: Params, h_jacobians: Params) -> Params:
 
 
 def estimate_control_variate_coefficients(
-  function: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
-  estimator: str | Estimator = "score_function",
+  estimator: str | base.Estimator = "score_function",
   control_variate: str | ControlVariateBuilder = "delta",
-) -> Params:
+) -> base.Params:
   r"""Estimates the variance-minimizing control-variate coefficients.
 
   For each coordinate :math:`k` of each parameter, the variance of
@@ -569,14 +565,14 @@ def _coefficients(estimator_fn, function, cv, params, dist_builder, key, n):
 
 
 def _paired_jacobians(
-  estimator_fn: Estimator,
-  function: CostFunction,
+  estimator_fn: base.Estimator,
+  function: base.CostFunction,
   cv: ControlVariate,
-  params: Params,
-  dist_builder: DistBuilder,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
-) -> tuple[Params, Params, jax.Array]:
+) -> tuple[base.Params, base.Params, jax.Array]:
   """Per-sample jacobians of `function` and of ``cv.value`` at the same draws.
 
   Both are what ``estimator_fn(f, params, dist_builder, key, num_samples)``
@@ -632,7 +628,9 @@ def _paired_jacobians(
   return f_jacobians, h_jacobians, None
 
 
-def _broadcast_coefficient(coefficient: Any, params: Params) -> Params:
+def _broadcast_coefficient(
+  coefficient: Any, params: base.Params
+) -> base.Params:
   """A scalar or a pytree like `params` -> a pytree like `params`."""
   params_tree = jax.tree.structure(params)
   if jax.tree.structure(coefficient) == params_tree:
@@ -647,18 +645,18 @@ def _broadcast_coefficient(coefficient: Any, params: Params) -> Params:
 
 
 def control_variate_jacobians(
-  function: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
-  estimator: str | Estimator = "score_function",
+  estimator: str | base.Estimator = "score_function",
   control_variate: str | ControlVariateBuilder = "delta",
-  coefficient: float | str | Params = 1.0,
+  coefficient: float | str | base.Params = 1.0,
   num_coefficient_samples: int = 20,
   return_costs: bool = False,
-) -> Params | tuple[Params, jax.Array]:
+) -> base.Params | tuple[base.Params, jax.Array]:
   r"""Gradient estimator with a control variate (Mohamed et al. 2020, 7.4).
 
   With :math:`g_i` the estimator applied to :math:`f` and :math:`g_{h,i}` the
@@ -778,17 +776,17 @@ def control_variate_jacobians(
 
 
 def delta_method_jacobians(
-  function: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
-  estimator: str | Estimator = "score_function",
-  coefficient: float | str | Params = 1.0,
+  estimator: str | base.Estimator = "score_function",
+  coefficient: float | str | base.Params = 1.0,
   num_coefficient_samples: int = 20,
   return_costs: bool = False,
-) -> Params | tuple[Params, jax.Array]:
+) -> base.Params | tuple[base.Params, jax.Array]:
   """:func:`control_variate_jacobians` with the delta-method control variate.
 
   See :func:`control_variate_jacobians` and
@@ -824,14 +822,14 @@ def _check_reflection(dist: Any) -> None:
 
 
 def antithetic_pathwise_jacobians(
-  function: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
   return_costs: bool = False,
-) -> Params | tuple[Params, jax.Array]:
+) -> base.Params | tuple[base.Params, jax.Array]:
   r"""Pathwise estimator with antithetic pairs of draws.
 
   Draws come in pairs reflected through the mean,
@@ -912,15 +910,15 @@ def antithetic_pathwise_jacobians(
 
 
 def antithetic_score_function_jacobians(
-  function: CostFunction,
-  params: Params,
-  dist_builder: DistBuilder,
+  function: base.CostFunction,
+  params: base.Params,
+  dist_builder: base.DistBuilder,
   key: chex.PRNGKey,
   num_samples: int,
   *,
   baseline: jax.typing.ArrayLike = 0.0,
   return_costs: bool = False,
-) -> Params | tuple[Params, jax.Array]:
+) -> base.Params | tuple[base.Params, jax.Array]:
   r"""Score function estimator with antithetic pairs of draws.
 
   Same pairs as :func:`antithetic_pathwise_jacobians`, with the score function

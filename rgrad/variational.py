@@ -65,16 +65,15 @@ import jax.numpy as jnp
 from rgrad import _internal
 from rgrad import base
 
-Params = base.Params
 LogJoint = Callable[[jax.Array], jax.Array]
 
 
 def _log_weight_and_grad(
   log_joint: LogJoint,
-  params: Params,
-  dist_builder: Callable[[Params], Any],
+  params: base.Params,
+  dist_builder: Callable[[base.Params], Any],
   keys: jax.Array,
-) -> tuple[jax.Array, Params]:
+) -> tuple[jax.Array, base.Params]:
   r"""Per-sample :math:`\log w_k` and its path-only gradient w.r.t. `params`.
 
   :math:`\log w(\phi) = \log p(x, g(\epsilon;\phi)) -
@@ -90,7 +89,7 @@ def _log_weight_and_grad(
       "samples that are differentiable functions of the parameters."
     )
 
-  def log_weight(params: Params, key: jax.Array) -> jax.Array:
+  def log_weight(params: base.Params, key: jax.Array) -> jax.Array:
     z = dist_builder(params).sample(key)  # [*event_shape]
     log_q = dist_builder(jax.lax.stop_gradient(params)).log_prob(z)
     log_p = log_joint(z)
@@ -109,8 +108,8 @@ def _log_weight_and_grad(
 
 def stl_jacobians(
   log_joint: LogJoint,
-  params: Params,
-  dist_builder: Callable[[Params], Any],
+  params: base.Params,
+  dist_builder: Callable[[base.Params], Any],
   key: chex.PRNGKey,
   num_samples: int,
   *,
@@ -171,8 +170,8 @@ def stl_jacobians(
 
 def dreg_jacobians(
   log_joint: LogJoint,
-  params: Params,
-  dist_builder: Callable[[Params], Any],
+  params: base.Params,
+  dist_builder: Callable[[base.Params], Any],
   key: chex.PRNGKey,
   num_samples: int,
   *,
