@@ -423,6 +423,11 @@ def moments(
   ``chunk_key = fold_in(key, chunk_index)``; see the module docstring for
   the merge, the accumulation dtype and the sharding.
 
+  With several processes (after ``jax.distributed.initialize``) every
+  process calls this with the same ``key`` and ``args``, which enter as
+  host values (replicated inputs), and every process gets the whole,
+  replicated result.
+
   Args:
     chunk_fn: ``(key, size, args) ->`` pytree, leaves ``[size, ...]``;
       static under jit (compared by ``==``: a NamedTuple or a module-level
