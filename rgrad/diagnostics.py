@@ -383,6 +383,27 @@ def finalize_moments(
   )
 
 
+def _host_value(x: Any) -> Any:
+  """A process-local array as a host value, for a multi-process program.
+
+  With several processes, a host (numpy) value is a replicated input of the
+  global program, the same on every process; an array committed to one local
+  device is not (jit rejects its device set). Typed keys keep their
+  implementation. Tracers (under an outer jit) and global arrays pass as is.
+  """
+  if (
+    not isinstance(x, jax.Array)
+    or isinstance(x, jax.core.Tracer)
+    or not x.is_fully_addressable
+  ):
+    return x
+  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.random.wrap_key_data(
+      np.asarray(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+    )
+  return np.asarray(x)
+
+
 def moments(
   chunk_fn: ChunkFn,
   key: chex.PRNGKey,
@@ -401,6 +422,11 @@ def moments(
   partial chunk takes the remaining ``num_samples % chunk_size``), with
   ``chunk_key = fold_in(key, chunk_index)``; see the module docstring for
   the merge, the accumulation dtype and the sharding.
+
+  With several processes (after ``jax.distributed.initialize``) every
+  process calls this with the same ``key`` and ``args``, which enter as
+  host values (replicated inputs), and every process gets the whole,
+  replicated result.
 
   Args:
     chunk_fn: ``(key, size, args) ->`` pytree, leaves ``[size, ...]``;
@@ -435,12 +461,7 @@ def moments(
   if mesh is not None and len(mesh.axis_names) != 1:
     raise ValueError(f"{name}: mesh must be 1-d, got axes {mesh.axis_names}.")
   if jax.process_count() > 1:
-    # A host value is a replicated input of the global program (the same on
-    # every process); typed keys travel as their key data.
-    key = jax.tree.map(
-      lambda k: jax.random.wrap_key_data(np.asarray(jax.random.key_data(k))),
-      key,
-    )
+    key, args = jax.tree.map(_host_value, (key, args))
   sums = stream_moments(
     key,
     args,

@@ -32,7 +32,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-_HALF_LOG_TWO_PI = 0.5 * jnp.log(2.0 * jnp.pi)
+# A Python float, not a jnp array: no computation (and no backend start-up,
+# which would forbid a later `jax.distributed.initialize`) at import time, and
+# full precision whether or not float64 is switched on after the import.
+_HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 # ---------------------------------------------------------------------------
 # 1. Elementwise maps and their derivatives.
