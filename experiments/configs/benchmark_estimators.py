@@ -49,9 +49,10 @@ def get_config() -> ml_collections.ConfigDict:
   # The measure-valued estimators evaluate the cost 4 d times per sample and
   # hold [chunk, d, d] inputs per side: fewer samples keep one timed run in
   # seconds (their ratios are per sample, so they compare), and a chunk of 100
-  # keeps one side's inputs at 4 MB (d = 100), inside the CPU's cache. Its own
-  # floor never materializes its shifted inputs, so at chunk 500 (20 MB per
-  # side) the estimator measured ~2.3x that floor against ~1.1x at 100.
+  # keeps one side's inputs at 4 MB (d = 100), inside the CPU's cache. Their
+  # own floor never materializes its shifted inputs, so at chunk 500 (20 MB
+  # per side) the coupled estimator measured ~2.3x that floor against ~1.1x
+  # at 100 (with the benchmark's former summing harness, before the engine).
   config.measure_valued_num_samples = 20_000
   config.measure_valued_chunk_size = 100
   config.estimators = ",".join(
