@@ -46,24 +46,31 @@ Outputs in `workdir`:
 
 * `results.csv`: the checks, one row each (the columns above, no report);
 * `rnn_h0_grad_norm.csv`: the gradient-norm grid.
+
+The checks themselves live in :mod:`experiments.chain_rule_checks`; this
+module checks the config, runs them, and adds the gradient norms, the timing
+and the outputs. A bad config value is a :class:`experiments.common.config.
+ConfigError`, raised before any computation (on the command line: one line
+on stderr and exit status 1).
 """
 
-import csv
-import json
-import math
 import os
 import statistics
 import time
 from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
+from experiments import chain_rule_checks
+from experiments.common import config as config_checks
 from experiments.common import launch
+from experiments.common import outputs
 from rgrad import backprop
-from rgrad import chain_rule
 from rgrad import gradcheck
 from rgrad import primitives as prims
 
@@ -77,324 +84,90 @@ _CSV_COLUMNS = (
   "fd_max_abs",
   "fd_max_rel",
 )
-
-
-def _row(group: str, report: gradcheck.GradCheckReport) -> dict:
-  def clean(v):
-    return None if v is None or not math.isfinite(v) else v
-
-  return {
-    "group": group,
-    "name": report.name,
-    "passed": report.passed,
-    "num_points": report.num_points,
-    "autodiff_max_abs": clean(report.autodiff_max_abs),
-    "autodiff_max_rel": clean(report.autodiff_max_rel),
-    "fd_max_abs": clean(report.fd_max_abs),
-    "fd_max_rel": clean(report.fd_max_rel),
-    "report": report.to_dict(),
-  }
+_NORM_COLUMNS = (
+  "num_steps",
+  "recurrent_scale",
+  "last_step_norm",
+  "all_steps_norm",
+)
 
 
 # ---------------------------------------------------------------------------
-# 1. Primitives.
+# Config checks.
 # ---------------------------------------------------------------------------
 
 
-def _uniform_in_domain(key, prim, shape):
-  lo, hi = prim.domain
-  lo, hi = max(lo, -3.0), min(hi, 3.0)
-  lo = 0.1 if lo == 0.0 else lo  # keep x - h inside (0, inf)
-  return jax.random.uniform(key, shape, jnp.float64, lo, hi)
-
-
-def _check_primitives(key, config, tol) -> list[dict]:
-  rows = []
-  n, dim = config.num_points, config.compositions.dim
-  names = tuple(config.primitive_names) or tuple(sorted(prims.PRIMITIVES))
-  for i, name in enumerate(names):
-    prim = prims.get_primitive(name)
-    k = jax.random.fold_in(key, i)
-    edge = jnp.asarray(prim.edge_points, jnp.float64)
-    if prim.elementwise:
-      # d/dx_i sum_j f(x_j) = f'(x_i): one gradient checks all the points.
-      fn = lambda x, f=prim.fn: jnp.sum(f(x))
-      checks = [
-        (
-          f"{name}/random",
-          fn,
-          prim.derivative,
-          _uniform_in_domain(k, prim, (n,)),
-          True,
-          False,
-        ),
-        (f"{name}/edge", fn, prim.derivative, edge, False, False),
-      ]
-    else:
-      # Vector primitives: the Jacobian (or gradient) of each point.
-      points = _uniform_in_domain(k, prim, (n, dim))
-      edge_vec = jnp.broadcast_to(edge, (2, edge.size)) * jnp.asarray(
-        [[1.0], [-1.0]]
-      )
-      checks = [
-        (f"{name}/random", prim.fn, prim.jacobian, points, True, True),
-        (f"{name}/edge", prim.fn, prim.jacobian, edge_vec, False, True),
-      ]
-      if name == "softmax":
-        # The Jacobian-free VJP s * (v - <v, s>), through <v, softmax(x)>.
-        v = jax.random.normal(jax.random.fold_in(k, 1), (dim,), jnp.float64)
-        checks.append(
-          (
-            "softmax/vjp",
-            lambda x, v=v: jnp.dot(v, prims.softmax(x)),
-            lambda x, v=v: prims.softmax_vjp(x, v),
-            points,
-            True,
-            True,
-          )
-        )
-    for label, fn, grad_fn, x, fd, batched in checks:
-      report = gradcheck.check_gradients(
-        fn,
-        grad_fn,
-        x,
-        name=label,
-        tolerances=tol,
-        finite_differences=fd,
-        batched=batched,
-      )
-      rows.append(_row("primitive", report))
-  if config.multi_argument:
-    rows.extend(_check_multi_argument(jax.random.fold_in(key, 10_000), n, tol))
-  return rows
-
-
-def _check_multi_argument(key, n, tol) -> list[dict]:
-  k = jax.random.split(key, 6)
-  normal = lambda i, shape: jax.random.normal(k[i], shape, jnp.float64)
-  # Affine: the full Jacobians of one vector, and the batched VJP.
-  affine_params = {
-    "x": normal(0, (3,)),
-    "w": normal(1, (2, 3)),
-    "b": normal(2, (2,)),
-  }
-  cot = normal(3, (n, 2))
-  batch_params = dict(affine_params, x=normal(4, (n, 3)))
-  logits = 3.0 * normal(5, (n, 4))
-  labels = jax.nn.softmax(normal(0, (n, 4)))
-  loc, scale = normal(1, (n,)), jnp.exp(normal(2, (n,)))
-  x = loc + scale * normal(3, (n,))
-  edge_logits = jnp.asarray([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], jnp.float64)
-  edge_labels = jnp.asarray([[0.0, 1.0, 0.0], [0.2, 0.3, 0.5]], jnp.float64)
-
-  def ce(p):
-    return jnp.sum(prims.softmax_cross_entropy(p["logits"], p["labels"]))
-
-  def ce_grads(p):
-    return prims.softmax_cross_entropy_grads(p["logits"], p["labels"])._asdict()
-
-  checks = [
-    (
-      "affine/jacobians",
-      lambda p: prims.affine(p["x"], p["w"], p["b"]),
-      lambda p: prims.affine_jacobians(p["x"], p["w"], p["b"])._asdict(),
-      affine_params,
-      True,
-    ),
-    (
-      "affine/vjp",
-      lambda p: jnp.sum(cot * prims.affine(p["x"], p["w"], p["b"])),
-      lambda p: prims.affine_vjp(p["x"], p["w"], p["b"], cot)._asdict(),
-      batch_params,
-      True,
-    ),
-    (
-      "mean_squared_error",
-      lambda p: prims.mean_squared_error(p["predictions"], p["targets"]),
-      lambda p: prims.mean_squared_error_grads(
-        p["predictions"], p["targets"]
-      )._asdict(),
-      {"predictions": logits, "targets": labels},
-      True,
-    ),
-    (
-      "softmax_cross_entropy/random",
-      ce,
-      ce_grads,
-      {"logits": logits, "labels": labels},
-      True,
-    ),
-    (
-      "softmax_cross_entropy/edge",
-      ce,
-      ce_grads,
-      {"logits": edge_logits, "labels": edge_labels},
-      False,
-    ),
-    (
-      "normal_log_prob",
-      lambda p: jnp.sum(prims.normal_log_prob(p["x"], p["loc"], p["scale"])),
-      lambda p: {
-        k: v
-        for k, v in prims.normal_log_prob_grads(p["x"], p["loc"], p["scale"])
-        ._asdict()
-        .items()
-        if k != "log_scale"
-      },
-      {"x": x, "loc": loc, "scale": scale},
-      True,
-    ),
-    (
-      "normal_log_prob/log_scale",
-      lambda p: jnp.sum(prims.normal_log_prob(x, loc, jnp.exp(p))),
-      lambda p: prims.normal_log_prob_grads(x, loc, jnp.exp(p)).log_scale,
-      jnp.log(scale),
-      True,
-    ),
-  ]
-  return [
-    _row(
-      "primitive",
-      gradcheck.check_gradients(
-        fn, grad_fn, params, name=name, tolerances=tol, finite_differences=fd
-      ),
+def _integers(values: Any, field: str, minimum: int = 1) -> tuple[int, ...]:
+  """A non-empty sequence of ints >= `minimum`."""
+  if not isinstance(values, Sequence) or isinstance(values, str) or not values:
+    raise config_checks.ConfigError(
+      f"config.{field} must be a non-empty sequence of ints, got {values!r}."
     )
-    for name, fn, grad_fn, params, fd in checks
-  ]
+  return tuple(
+    config_checks.integer(v, f"{field}[{i}]", minimum)
+    for i, v in enumerate(values)
+  )
 
 
-# ---------------------------------------------------------------------------
-# 2. Random compositions.
-# ---------------------------------------------------------------------------
+def _reals(values: Any, field: str) -> tuple[float, ...]:
+  """A non-empty sequence of finite numbers."""
+  if not isinstance(values, Sequence) or isinstance(values, str) or not values:
+    raise config_checks.ConfigError(
+      f"config.{field} must be a non-empty sequence of numbers, got {values!r}."
+    )
+  return tuple(
+    config_checks.real(v, f"{field}[{i}]") for i, v in enumerate(values)
+  )
 
 
-def _forward_mode_jacobian(chain, x):
-  # Column j of J is J e_j: push every basis tangent through (vmapped JVPs).
-  basis = jnp.eye(x.size, dtype=x.dtype)
-  cols = jax.vmap(lambda t: chain_rule.chain_jvp(chain, x, t)[1])(basis)
-  return jnp.moveaxis(cols, 0, -1)  # [*y.shape, n]
+def parse_config(config: ml_collections.ConfigDict) -> None:
+  """Checks every config value, before any computation.
 
-
-def _reverse_mode_jacobian(chain, x):
-  # Row i of J is e_i^T J: pull every basis cotangent back (vmapped VJPs).
-  y, pullback = chain_rule.chain_vjp(chain, x)
-  basis = jnp.eye(y.size, dtype=y.dtype).reshape((y.size,) + y.shape)
-  return jax.vmap(pullback)(basis).reshape(y.shape + x.shape)
-
-
-def _check_compositions(key, config, tol) -> list[dict]:
+  Raises:
+    ConfigError: naming the bad field (:mod:`experiments.common.config`).
+  """
+  config_checks.integer(config.seed, "seed", minimum=0)
+  for name, value in config.tolerances.items():
+    config_checks.real(value, f"tolerances.{name}", low=0.0)
+  config_checks.integer(config.num_points, "num_points")
+  if config.primitive_names:  # empty: every primitive
+    config_checks.names(
+      config.primitive_names, "primitive_names", sorted(prims.PRIMITIVES)
+    )
   c = config.compositions
-  rows = []
-  for i in range(c.num_chains):
-    k_depth, k_chain, k_x = jax.random.split(jax.random.fold_in(key, i), 3)
-    depth = int(jax.random.randint(k_depth, (), 1, c.max_depth + 1))
-    chain = chain_rule.sample_chain(
-      k_chain, depth, dim=c.dim, interval=tuple(c.interval)
+  config_checks.integer(c.num_chains, "compositions.num_chains", minimum=0)
+  config_checks.integer(c.max_depth, "compositions.max_depth")
+  config_checks.integer(c.dim, "compositions.dim")
+  interval = _reals(c.interval, "compositions.interval")
+  if len(interval) != 2 or not interval[0] < interval[1]:
+    raise config_checks.ConfigError(
+      f"config.compositions.interval must be (lo, hi) with lo < hi, got "
+      f"{interval}."
     )
-    lo, hi = c.interval
-    points = jax.random.uniform(
-      k_x, (config.num_points, c.dim), jnp.float64, lo, hi
+  m = config.mlp
+  if len(_integers(m.layer_sizes, "mlp.layer_sizes")) < 2:
+    raise config_checks.ConfigError(
+      "config.mlp.layer_sizes needs an input and an output size, got "
+      f"{tuple(m.layer_sizes)}."
     )
-    # Edge points: the ends of the interval the chain was drawn for.
-    edge = jnp.asarray(
-      [
-        [lo] * c.dim,
-        [hi] * c.dim,
-        [lo, hi] * (c.dim // 2) + [lo] * (c.dim % 2),
-      ],
-      jnp.float64,
-    )
-    fn = lambda x, chain=chain: chain_rule.chain_value(chain, x)
-    modes = (
-      (
-        "jacobian",
-        lambda x, chain=chain: chain_rule.chain_jacobian(chain, x)[1],
-      ),
-      ("forward", lambda x, chain=chain: _forward_mode_jacobian(chain, x)),
-      ("reverse", lambda x, chain=chain: _reverse_mode_jacobian(chain, x)),
-    )
-    # Finite differences once per chain, at the random points; every mode
-    # against autodiff at the random and the edge points together.
-    everywhere = jnp.concatenate([points, edge])
-    checks = [("jacobian/fd", modes[0][1], points, True)]
-    checks += [(mode, grad_fn, everywhere, False) for mode, grad_fn in modes]
-    for label, grad_fn, x, fd in checks:
-      report = gradcheck.check_gradients(
-        fn,
-        jax.jit(grad_fn),
-        x,
-        name=f"[{chain.name}]/{label}",
-        tolerances=tol,
-        finite_differences=fd,
-        batched=True,
-      )
-      rows.append(_row("composition", report))
-  return rows
+  config_checks.integer(m.batch_size, "mlp.batch_size")
+  elementwise = sorted(n for n, p in prims.PRIMITIVES.items() if p.elementwise)
+  config_checks.names(m.activations, "mlp.activations", elementwise)
+  r = config.rnn
+  for name in ("input_size", "hidden_size", "output_size", "num_steps"):
+    config_checks.integer(r[name], f"rnn.{name}")
+  config_checks.real(r.recurrent_scale, "rnn.recurrent_scale")
+  _integers(r.grad_norm_steps, "rnn.grad_norm_steps")
+  _reals(r.grad_norm_scales, "rnn.grad_norm_scales")
+  config_checks.integer(
+    config.timing.num_warmup, "timing.num_warmup", minimum=0
+  )
+  config_checks.integer(config.timing.num_repeats, "timing.num_repeats")
 
 
 # ---------------------------------------------------------------------------
-# 3-4. The MLP and the RNN.
+# Gradient norms through time.
 # ---------------------------------------------------------------------------
-
-
-def _mlp_problem(key, config):
-  k_p, k_x, k_y = jax.random.split(key, 3)
-  sizes = tuple(config.mlp.layer_sizes)
-  params = backprop.mlp_init(k_p, sizes)
-  x = jax.random.normal(k_x, (config.mlp.batch_size, sizes[0]), jnp.float64)
-  y = jax.random.normal(k_y, (config.mlp.batch_size, sizes[-1]), jnp.float64)
-  return params, x, y
-
-
-def _rnn_problem(key, config, num_steps, recurrent_scale):
-  r = config.rnn
-  k_p, k_h, k_x, k_y = jax.random.split(key, 4)
-  params = backprop.rnn_init(
-    k_p,
-    r.input_size,
-    r.hidden_size,
-    r.output_size,
-    recurrent_scale=recurrent_scale,
-  )
-  h0 = 0.5 * jax.random.normal(k_h, (r.hidden_size,), jnp.float64)
-  xs = jax.random.normal(k_x, (num_steps, r.input_size), jnp.float64)
-  ys = jax.random.normal(k_y, (num_steps, r.output_size), jnp.float64)
-  return params, h0, xs, ys
-
-
-def _check_mlp(key, config, tol) -> list[dict]:
-  params, x, y = _mlp_problem(key, config)
-  rows = []
-  for activation in config.mlp.activations:
-    report = gradcheck.check_gradients(
-      lambda p, a=activation: backprop.mlp_loss(p, x, y, a),
-      jax.jit(
-        lambda p, a=activation: backprop.mlp_loss_and_grads(p, x, y, a)[1]
-      ),
-      params,
-      name=f"mlp/{activation}/{'-'.join(map(str, config.mlp.layer_sizes))}",
-      tolerances=tol,
-    )
-    rows.append(_row("mlp", report))
-  return rows
-
-
-def _check_rnn(key, config, tol) -> list[dict]:
-  r = config.rnn
-  params, h0, xs, ys = _rnn_problem(key, config, r.num_steps, r.recurrent_scale)
-
-  def grads(p):
-    _, (g, dh0) = backprop.rnn_loss_and_grads(p["params"], p["h0"], xs, ys)
-    return {"params": g, "h0": dh0}
-
-  report = gradcheck.check_gradients(
-    lambda p: backprop.rnn_loss(p["params"], p["h0"], xs, ys),
-    jax.jit(grads),
-    {"params": params, "h0": h0},
-    name=f"rnn/T={r.num_steps}/H={r.hidden_size}",
-    tolerances=tol,
-  )
-  return [_row("rnn", report)]
 
 
 def _rnn_grad_norms(key, config) -> list[dict]:
@@ -404,7 +177,9 @@ def _rnn_grad_norms(key, config) -> list[dict]:
   max_steps = max(r.grad_norm_steps)
   for scale in r.grad_norm_scales:
     # The same parameters and inputs for every T: only the horizon changes.
-    params, h0, xs, ys = _rnn_problem(key, config, max_steps, scale)
+    params, h0, xs, ys = chain_rule_checks.rnn_problem(
+      key, config, max_steps, scale
+    )
     for num_steps in r.grad_norm_steps:
       last = jnp.zeros((num_steps,)).at[-1].set(1.0)
       args = (params, h0, xs[:num_steps], ys[:num_steps])
@@ -442,7 +217,7 @@ def _median_seconds(fns: dict[str, Callable], args, config) -> dict[str, float]:
 
 def _timing(key, config) -> list[dict]:
   k_mlp, k_rnn = jax.random.split(key)
-  params, x, y = _mlp_problem(k_mlp, config)
+  params, x, y = chain_rule_checks.mlp_problem(k_mlp, config)
   act = config.mlp.activations[0]
   mlp = _median_seconds(
     {
@@ -457,7 +232,9 @@ def _timing(key, config) -> list[dict]:
     config,
   )
   r = config.rnn
-  rnn_args = _rnn_problem(k_rnn, config, r.num_steps, r.recurrent_scale)
+  rnn_args = chain_rule_checks.rnn_problem(
+    k_rnn, config, r.num_steps, r.recurrent_scale
+  )
   rnn = _median_seconds(
     {
       "hand": jax.jit(backprop.rnn_loss_and_grads),
@@ -480,13 +257,6 @@ def _timing(key, config) -> list[dict]:
 # ---------------------------------------------------------------------------
 # The experiment.
 # ---------------------------------------------------------------------------
-
-
-def _write_csv(path, rows, columns):
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
 
 
 def _table(rows) -> str:
@@ -516,22 +286,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Returns:
     The dict written to `results.json` (schema in the module docstring).
+
+  Raises:
+    ConfigError: for a bad config value, before any computation; `workdir`
+      is not created.
   """
+  parse_config(config)
   # Derivative checks to 1e-10 need float64.
   jax.config.update("jax_enable_x64", True)
-  os.makedirs(workdir, exist_ok=True)
+  outputs.make_workdir(workdir)
   key = jax.random.key(config.seed)
   k_prim, k_comp, k_mlp, k_rnn, k_norm, k_time = jax.random.split(key, 6)
   del key
   tol = gradcheck.Tolerances(**config.tolerances.to_dict())
 
   checks = []
-  for group, fn, k in (
-    ("primitives", _check_primitives, k_prim),
-    ("compositions", _check_compositions, k_comp),
-    ("mlp", _check_mlp, k_mlp),
-    ("rnn", _check_rnn, k_rnn),
-  ):
+  group_keys = (k_prim, k_comp, k_mlp, k_rnn)
+  for (group, fn), k in zip(chain_rule_checks.GROUPS, group_keys, strict=True):
     start = time.perf_counter()
     rows = fn(k, config, tol)
     logging.info(
@@ -553,13 +324,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     "timing": timing,
   }
 
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, allow_nan=False, default=list)
-  _write_csv(os.path.join(workdir, "results.csv"), checks, _CSV_COLUMNS)
-  _write_csv(
-    os.path.join(workdir, "rnn_h0_grad_norm.csv"),
-    grad_norms,
-    ("num_steps", "recurrent_scale", "last_step_norm", "all_steps_norm"),
+  # Strict JSON: no NaN or infinity is ever written.
+  outputs.write_json(os.path.join(workdir, "results.json"), results)
+  outputs.write_csv(os.path.join(workdir, "results.csv"), checks, _CSV_COLUMNS)
+  outputs.write_csv(
+    os.path.join(workdir, "rnn_h0_grad_norm.csv"), grad_norms, _NORM_COLUMNS
   )
 
   logging.info("Gradient checks:\n%s", _table(checks))

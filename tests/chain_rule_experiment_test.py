@@ -1,15 +1,21 @@
-"""End-to-end test of experiments/chain_rule.py on a tiny config."""
+"""End-to-end test of experiments/chain_rule.py on a tiny config; its checks."""
 
 import csv
 import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import pytest
 from absl.testing import absltest
+from absl.testing import parameterized
 
 from experiments import chain_rule
+from experiments.common import config as config_checks
 from experiments.configs import chain_rule as chain_rule_config
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _CHECK_KEYS = {
   "group",
@@ -104,7 +110,152 @@ class ChainRuleExperimentTest(absltest.TestCase):
     self.assertLen(rows, len(on_disk["checks"]))
     self.assertEqual(set(rows[0]), _CHECK_KEYS - {"report"})
     with open(os.path.join(workdir, "rnn_h0_grad_norm.csv")) as f:
-      self.assertLen(list(csv.DictReader(f)), 6)
+      norm_rows = list(csv.DictReader(f))
+    self.assertLen(norm_rows, 6)
+    self.assertEqual(
+      list(norm_rows[0]),
+      ["num_steps", "recurrent_scale", "last_step_norm", "all_steps_norm"],
+    )
+    self.assertAlmostEqual(
+      float(norm_rows[-1]["all_steps_norm"]), norms[-1]["all_steps_norm"]
+    )
+
+
+def _set(config, field, value):
+  """Sets the dotted `field` ("rnn.num_steps") of `config`."""
+  *parents, leaf = field.split(".")
+  for parent in parents:
+    config = config[parent]
+  config[leaf] = value
+
+
+class ConfigErrorsTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ("num_points", "num_points", 0, r"config\.num_points must be >= 1, got 0"),
+    (
+      "primitive",
+      "primitive_names",
+      ("relu", "rleu"),
+      r"'rleu' in config\.primitive_names; valid names are: ",
+    ),
+    (
+      "tolerance",
+      "tolerances.atol",
+      -1e-10,
+      r"config\.tolerances\.atol must be >= 0",
+    ),
+    (
+      "num_chains",
+      "compositions.num_chains",
+      -1,
+      r"config\.compositions\.num_chains must be >= 0",
+    ),
+    (
+      "max_depth",
+      "compositions.max_depth",
+      0,
+      r"config\.compositions\.max_depth must be >= 1",
+    ),
+    (
+      "interval",
+      "compositions.interval",
+      (2.0, -2.0),
+      r"config\.compositions\.interval must be \(lo, hi\) with lo < hi",
+    ),
+    (
+      "interval_triple",
+      "compositions.interval",
+      (-2.0, 0.0, 2.0),
+      r"config\.compositions\.interval must be \(lo, hi\) with lo < hi, got "
+      r"\(-2\.0, 0\.0, 2\.0\)",
+    ),
+    (
+      "one_layer",
+      "mlp.layer_sizes",
+      (4,),
+      r"config\.mlp\.layer_sizes needs an input and an output size",
+    ),
+    (
+      "empty_layer",
+      "mlp.layer_sizes",
+      (4, 0, 2),
+      r"config\.mlp\.layer_sizes\[1\] must be >= 1",
+    ),
+    (
+      # softmax is a registry primitive, but not an elementwise activation.
+      "activation",
+      "mlp.activations",
+      ("tanh", "softmax"),
+      r"'softmax' in config\.mlp\.activations",
+    ),
+    ("no_activation", "mlp.activations", (), r"mlp\.activations is empty"),
+    (
+      "hidden_size",
+      "rnn.hidden_size",
+      0,
+      r"config\.rnn\.hidden_size must be >= 1",
+    ),
+    (
+      "grad_norm_steps",
+      "rnn.grad_norm_steps",
+      (1, 0),
+      r"config\.rnn\.grad_norm_steps\[1\] must be >= 1",
+    ),
+    (
+      "grad_norm_scales",
+      "rnn.grad_norm_scales",
+      (),
+      r"config\.rnn\.grad_norm_scales must be a non-empty sequence",
+    ),
+    (
+      "num_repeats",
+      "timing.num_repeats",
+      0,
+      r"config\.timing\.num_repeats must be >= 1",
+    ),
+  )
+  def test_bad_config_fails_before_computation(self, field, value, message):
+    config = _tiny_config()
+    _set(config, field, value)
+    with tempfile.TemporaryDirectory() as tmp:
+      workdir = os.path.join(tmp, "out")
+      with self.assertRaisesRegex(config_checks.ConfigError, message):
+        chain_rule.run(config, workdir)
+      self.assertFalse(os.path.exists(workdir))
+
+  def test_default_and_tiny_configs_pass(self):
+    chain_rule.parse_config(chain_rule_config.get_config())
+    chain_rule.parse_config(_tiny_config())
+
+  def test_bad_flag_is_one_line_and_exit_status_1(self):
+    with tempfile.TemporaryDirectory() as tmp:
+      workdir = os.path.join(tmp, "out")
+      env = dict(os.environ)
+      env["PYTHONPATH"] = _REPO + os.pathsep + env.get("PYTHONPATH", "")
+      out = subprocess.run(
+        [
+          sys.executable,
+          "-m",
+          "experiments.chain_rule",
+          "--config.rnn.grad_norm_steps=(1,0)",
+          f"--workdir={workdir}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=_REPO,
+        env=env,
+        timeout=300,
+        check=False,
+      )
+      self.assertEqual(out.returncode, 1, out.stderr)
+      self.assertEqual(
+        out.stderr.strip().splitlines(),
+        [
+          "chain_rule: error: config.rnn.grad_norm_steps[1] must be >= 1, "
+          "got 0."
+        ],
+      )
+      self.assertFalse(os.path.exists(workdir))
 
 
 if __name__ == "__main__":
