@@ -269,6 +269,17 @@ def parse_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 
 
+def _like_estimates(x: jax.Array, costs: jax.Array) -> tuple[jax.Array, ...]:
+  """A floor's per-sample output, shaped like an estimator's.
+
+  The engine streams the moments of whatever a chunk returns; an estimator
+  returns two ``[n, d]`` leaves (location and scale gradients), so a floor
+  returns the draws twice beside its costs. Floor and estimator then pay the
+  same for the moments, and the ratio measures the estimator's own work.
+  """
+  return x, x, costs
+
+
 class Floor(NamedTuple):
   """Draws from the Gaussian and evaluates the cost, no gradient.
 
@@ -280,14 +291,14 @@ class Floor(NamedTuple):
   cost: Callable[[jax.Array], jax.Array]
   num_evaluations: int = 1
 
-  def __call__(self, key: jax.Array, size: int, params: Any) -> jax.Array:
+  def __call__(self, key: jax.Array, size: int, params: Any) -> Any:
     x = normal_builder(params).sample(key, (size,))  # [n, d]
     if self.num_evaluations == 1:
-      return jax.vmap(self.cost)(x)  # [n]
+      return _like_estimates(x, jax.vmap(self.cost)(x))  # costs [n]
     dim = x.shape[-1]
     shifts = jnp.arange(self.num_evaluations, dtype=x.dtype)[:, None] / dim
     xs = x[:, None, :] + shifts  # [n, k, d]
-    return jax.vmap(jax.vmap(self.cost))(xs)  # [n, k]
+    return _like_estimates(x, jax.vmap(jax.vmap(self.cost))(xs))  # [n, k]
 
 
 class DeltaMethodFloor(NamedTuple):
@@ -300,12 +311,13 @@ class DeltaMethodFloor(NamedTuple):
 
   cost: Callable[[jax.Array], jax.Array]
 
-  def __call__(self, key: jax.Array, size: int, params: Any) -> jax.Array:
+  def __call__(self, key: jax.Array, size: int, params: Any) -> Any:
     h = control_variates.delta_method_control_variate(
       self.cost, params, normal_builder
     ).value
     x = normal_builder(params).sample(key, (size,))  # [n, d]
-    return jnp.stack([jax.vmap(self.cost)(x), jax.vmap(h)(x)], -1)  # [n, 2]
+    costs = jnp.stack([jax.vmap(self.cost)(x), jax.vmap(h)(x)], -1)  # [n, 2]
+    return _like_estimates(x, costs)
 
 
 class WeightedFloor(NamedTuple):

@@ -206,9 +206,17 @@ class FloorsTest(absltest.TestCase):
 
   def test_floor_evaluates_the_cost_k_times(self):
     x = benchmark_estimators.normal_builder(self.params).sample(self.key, (8,))
-    plain = benchmark_estimators.Floor(self.cost)(self.key, 8, self.params)
+    loc, scale, plain = benchmark_estimators.Floor(self.cost)(
+      self.key, 8, self.params
+    )
     np.testing.assert_allclose(plain, jax.vmap(self.cost)(x), rtol=1e-12)
-    many = benchmark_estimators.Floor(self.cost, 16)(self.key, 8, self.params)
+    # The draws twice: the floor's output is shaped like an estimator's two
+    # [n, d] leaves, so both pay the same for the moments.
+    np.testing.assert_array_equal(loc, x)
+    np.testing.assert_array_equal(scale, x)
+    *_, many = benchmark_estimators.Floor(self.cost, 16)(
+      self.key, 8, self.params
+    )
     self.assertEqual(many.shape, (8, 16))
     # The first evaluation is at the draw itself; the others at distinct
     # shifted copies, so none can be deduplicated.
@@ -218,7 +226,8 @@ class FloorsTest(absltest.TestCase):
   def test_delta_method_floor_evaluates_the_control_variate(self):
     # For a quadratic cost the second-order expansion h is the cost itself.
     floor = benchmark_estimators.DeltaMethodFloor(self.cost)
-    values = floor(self.key, 8, self.params)
+    loc, scale, values = floor(self.key, 8, self.params)
+    self.assertEqual([loc.shape, scale.shape], [(8, 4), (8, 4)])
     self.assertEqual(values.shape, (8, 2))
     np.testing.assert_allclose(values[:, 1], values[:, 0], rtol=1e-10)
 
