@@ -1,4 +1,4 @@
-"""Tests for experiments/vae.py: tiny runs, outputs, resume, bad flags."""
+"""Tests for experiments/vae/: tiny runs, outputs, resume, bad flags."""
 
 import csv
 import json
@@ -15,7 +15,9 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from experiments import vae
+from experiments.common import config as config_lib
 from experiments.configs import vae as vae_config
+from experiments.vae import train as vae_train
 
 
 def _tiny_config(**overrides):
@@ -128,13 +130,15 @@ class VaeRunTest(parameterized.TestCase):
     # "Kill" after step 5: the checkpoint of step 4 survives, step 5 is lost.
     self.assertIsNone(vae.run(config, workdir, stop_after_step=5)["metrics"])
     self.assertFalse(os.path.exists(os.path.join(workdir, "metrics.json")))
-    compiled = vae.train_step._cache_size()
-    with mock.patch.object(vae, "train_step", wraps=vae.train_step) as step:
+    compiled = vae_train.train_step._cache_size()
+    with mock.patch.object(
+      vae_train, "train_step", wraps=vae_train.train_step
+    ) as step:
       resumed = vae.run(config, workdir)
     # Resumed from step 4: one warm-up call plus steps 5 and 6 (a fresh run
     # would make 1 + 6 calls), and nothing new was compiled.
     self.assertEqual(step.call_count, 3)
-    self.assertEqual(vae.train_step._cache_size(), compiled)
+    self.assertEqual(vae_train.train_step._cache_size(), compiled)
 
     # The shared run trained score_function uninterrupted from the same
     # initialization and keys.
@@ -154,14 +158,18 @@ class VaeRunTest(parameterized.TestCase):
 
   def test_refuses_to_resume_under_another_config(self):
     config = _tiny_config(estimator="all", latent_dim=3)
-    with mock.patch.object(vae, "train_step") as step:
-      with self.assertRaisesRegex(ValueError, "different config.*latent_dim"):
+    with mock.patch.object(vae_train, "train_step") as step:
+      with self.assertRaisesRegex(
+        config_lib.ConfigError, "different config.*latent_dim"
+      ):
         vae.run(config, self.workdir)
     step.assert_not_called()
 
   def test_refuses_a_checkpoint_past_num_steps(self):
     config = _tiny_config(estimator="all", num_steps=3)
-    with self.assertRaisesRegex(ValueError, "checkpoint at step 6, past"):
+    with self.assertRaisesRegex(
+      config_lib.ConfigError, "checkpoint at step 6, past"
+    ):
       vae.run(config, self.workdir)
 
 
@@ -214,7 +222,8 @@ class EncoderGradientTest(absltest.TestCase):
 class BadFlagsTest(parameterized.TestCase):
   @parameterized.named_parameters(
     ("unknown_estimator", {"estimator": "reinforce"}, "Unknown estimator"),
-    ("zero_samples", {"num_samples": 0}, "num_samples must be an int >= 1"),
+    ("zero_samples", {"num_samples": 0}, "num_samples must be >= 1, got 0"),
+    ("negative_samples", {"num_samples": -5}, "num_samples must be >= 1"),
     (
       "loo_one_sample",
       {"estimator": "leave_one_out", "num_samples": 1},
@@ -225,15 +234,18 @@ class BadFlagsTest(parameterized.TestCase):
       {"estimator": "all", "num_samples": 1},
       "num_samples must be >= 2 for the leave_one_out",
     ),
-    ("zero_steps", {"num_steps": 0}, "num_steps must be an int >= 1"),
-    ("zero_latent", {"latent_dim": 0}, "latent_dim must be an int >= 1"),
+    ("zero_steps", {"num_steps": 0}, "num_steps must be >= 1"),
+    ("zero_latent", {"latent_dim": 0}, "latent_dim must be >= 1"),
+    ("negative_seed", {"seed": -1}, "config.seed must be >= 0"),
     (
       "one_replicate",
       {"num_variance_replicates": 1},
       "num_variance_replicates must be >= 2",
     ),
-    ("test_fraction", {"test_fraction": 1.0}, "test_fraction must be in"),
-    ("decay", {"baseline_decay": 1.0}, "baseline_decay must be in"),
+    ("test_fraction", {"test_fraction": 1.0}, "test_fraction must be < 1"),
+    ("no_test", {"test_fraction": 0.0}, "test_fraction must be > 0"),
+    ("threshold", {"binarize_threshold": -0.5}, "binarize_threshold must be"),
+    ("decay", {"baseline_decay": 1.0}, "baseline_decay must be < 1"),
     ("learning_rate", {"learning_rate": 0.0}, "learning_rate must be > 0"),
     ("big_batch", {"batch_size": 5000}, "batch_size .* exceeds"),
     (
@@ -245,8 +257,8 @@ class BadFlagsTest(parameterized.TestCase):
   def test_fails_before_training(self, overrides, message):
     workdir = os.path.join(_tempdir(self), "run")
     config = _tiny_config(**overrides)
-    with mock.patch.object(vae, "train_step") as step:
-      with self.assertRaisesRegex(ValueError, message):
+    with mock.patch.object(vae_train, "train_step") as step:
+      with self.assertRaisesRegex(config_lib.ConfigError, message):
         vae.run(config, workdir)
     step.assert_not_called()
     # Nothing recorded: a corrected config may use the same workdir.
