@@ -4,7 +4,10 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from typing import NamedTuple
 from unittest import mock
 
 import jax
@@ -14,9 +17,11 @@ import pytest
 from absl.testing import absltest
 from absl.testing import parameterized
 
+import rgrad
 from experiments import vae
 from experiments.common import config as config_lib
 from experiments.configs import vae as vae_config
+from experiments.vae import gradients as vae_gradients
 from experiments.vae import train as vae_train
 
 
@@ -263,6 +268,97 @@ class BadFlagsTest(parameterized.TestCase):
     step.assert_not_called()
     # Nothing recorded: a corrected config may use the same workdir.
     self.assertFalse(os.path.exists(workdir))
+
+  def test_command_line_prints_one_line(self):
+    # The in-process cases above cover every check; this one covers the
+    # command line's handling of them (one line on stderr, exit status 1).
+    workdir = os.path.join(_tempdir(self), "run")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "experiments.vae",
+        "--config.estimator=reinforce",
+        f"--workdir={workdir}",
+      ],
+      cwd=root,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+    )
+    self.assertEqual(result.returncode, 1, msg=result.stderr)
+    self.assertEqual(
+      result.stderr.splitlines(),
+      [
+        "vae: error: Unknown estimator 'reinforce' in config.estimator; "
+        "choose one of pathwise, score_function, leave_one_out, stl, dreg or "
+        "'all'."
+      ],
+    )
+    self.assertEqual(result.stdout, "")
+    self.assertFalse(os.path.exists(workdir))
+
+
+class RegistryTest(absltest.TestCase):
+  def test_estimators_come_from_the_registry(self):
+    for name in vae.ESTIMATORS:
+      spec = vae_gradients.get_spec(name)
+      # The very entry, not a copy: the registry describes each estimator once.
+      self.assertIs(
+        spec, rgrad.get_estimator(vae_gradients.registry_name(name))
+      )
+      self.assertEqual(spec.stateful, name == "score_function", msg=name)
+    self.assertEqual(
+      vae_gradients.registry_name("score_function"),
+      "score_function_moving_average",
+    )
+    objectives = {
+      n: vae_gradients.get_spec(n).objective for n in vae.ESTIMATORS
+    }
+    self.assertEqual(
+      objectives,
+      {
+        "pathwise": "expectation",
+        "score_function": "expectation",
+        "leave_one_out": "expectation",
+        "stl": "negative_elbo",
+        "dreg": "negative_iwae_bound",
+      },
+    )
+
+  def test_refuses_a_stateful_estimator_with_another_state(self):
+    class CountState(NamedTuple):
+      count: jax.Array
+
+    def estimate(function, params, dist_builder, key, num_samples, state):
+      jac = rgrad.get_estimator("score_function").fn(
+        function, params, dist_builder, key, num_samples
+      )
+      return jac, CountState(state.count + 1)
+
+    spec = rgrad.get_estimator("score_function_moving_average")._replace(
+      fn=rgrad.StatefulEstimator(lambda p: CountState(jnp.zeros(())), estimate)
+    )
+    rgrad.register_estimator("vae_test_counting", spec)
+    self.addCleanup(rgrad.unregister_estimator, "vae_test_counting")
+    with self.assertRaisesRegex(ValueError, "moving-average baseline only"):
+      vae_gradients.get_spec("vae_test_counting")
+
+  def test_only_the_stateful_estimator_reads_the_baseline(self):
+    # Traced, not compiled: does the estimate's computation read the baseline?
+    model = vae.make_model(latent_dim=2, hidden_dim=4, data_dim=64)
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    x = jax.ShapeDtypeStruct((3, 64), jnp.float32)
+    for name in vae.ESTIMATORS:
+      estimate = lambda baseline, p, x, name=name: vae.encoder_gradient(
+        name, model, 2, p, baseline, x, jax.random.key(1)
+      )
+      jaxpr = jax.make_jaxpr(estimate)(jnp.asarray(25.0), params, x).jaxpr
+      baseline = jaxpr.invars[0]
+      reads = any(v is baseline for e in jaxpr.eqns for v in e.invars)
+      self.assertEqual(reads, name == "score_function", msg=name)
 
 
 class DataTest(absltest.TestCase):
