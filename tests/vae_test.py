@@ -1,10 +1,13 @@
-"""Tests for experiments/vae.py: tiny runs, outputs, resume, bad flags."""
+"""Tests for experiments/vae/: tiny runs, outputs, resume, bad flags."""
 
 import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from typing import NamedTuple
 from unittest import mock
 
 import jax
@@ -14,8 +17,12 @@ import pytest
 from absl.testing import absltest
 from absl.testing import parameterized
 
+import rgrad
 from experiments import vae
+from experiments.common import config as config_lib
 from experiments.configs import vae as vae_config
+from experiments.vae import gradients as vae_gradients
+from experiments.vae import train as vae_train
 
 
 def _tiny_config(**overrides):
@@ -128,13 +135,15 @@ class VaeRunTest(parameterized.TestCase):
     # "Kill" after step 5: the checkpoint of step 4 survives, step 5 is lost.
     self.assertIsNone(vae.run(config, workdir, stop_after_step=5)["metrics"])
     self.assertFalse(os.path.exists(os.path.join(workdir, "metrics.json")))
-    compiled = vae.train_step._cache_size()
-    with mock.patch.object(vae, "train_step", wraps=vae.train_step) as step:
+    compiled = vae_train.train_step._cache_size()
+    with mock.patch.object(
+      vae_train, "train_step", wraps=vae_train.train_step
+    ) as step:
       resumed = vae.run(config, workdir)
     # Resumed from step 4: one warm-up call plus steps 5 and 6 (a fresh run
     # would make 1 + 6 calls), and nothing new was compiled.
     self.assertEqual(step.call_count, 3)
-    self.assertEqual(vae.train_step._cache_size(), compiled)
+    self.assertEqual(vae_train.train_step._cache_size(), compiled)
 
     # The shared run trained score_function uninterrupted from the same
     # initialization and keys.
@@ -154,14 +163,18 @@ class VaeRunTest(parameterized.TestCase):
 
   def test_refuses_to_resume_under_another_config(self):
     config = _tiny_config(estimator="all", latent_dim=3)
-    with mock.patch.object(vae, "train_step") as step:
-      with self.assertRaisesRegex(ValueError, "different config.*latent_dim"):
+    with mock.patch.object(vae_train, "train_step") as step:
+      with self.assertRaisesRegex(
+        config_lib.ConfigError, "different config.*latent_dim"
+      ):
         vae.run(config, self.workdir)
     step.assert_not_called()
 
   def test_refuses_a_checkpoint_past_num_steps(self):
     config = _tiny_config(estimator="all", num_steps=3)
-    with self.assertRaisesRegex(ValueError, "checkpoint at step 6, past"):
+    with self.assertRaisesRegex(
+      config_lib.ConfigError, "checkpoint at step 6, past"
+    ):
       vae.run(config, self.workdir)
 
 
@@ -214,7 +227,8 @@ class EncoderGradientTest(absltest.TestCase):
 class BadFlagsTest(parameterized.TestCase):
   @parameterized.named_parameters(
     ("unknown_estimator", {"estimator": "reinforce"}, "Unknown estimator"),
-    ("zero_samples", {"num_samples": 0}, "num_samples must be an int >= 1"),
+    ("zero_samples", {"num_samples": 0}, "num_samples must be >= 1, got 0"),
+    ("negative_samples", {"num_samples": -5}, "num_samples must be >= 1"),
     (
       "loo_one_sample",
       {"estimator": "leave_one_out", "num_samples": 1},
@@ -225,15 +239,18 @@ class BadFlagsTest(parameterized.TestCase):
       {"estimator": "all", "num_samples": 1},
       "num_samples must be >= 2 for the leave_one_out",
     ),
-    ("zero_steps", {"num_steps": 0}, "num_steps must be an int >= 1"),
-    ("zero_latent", {"latent_dim": 0}, "latent_dim must be an int >= 1"),
+    ("zero_steps", {"num_steps": 0}, "num_steps must be >= 1"),
+    ("zero_latent", {"latent_dim": 0}, "latent_dim must be >= 1"),
+    ("negative_seed", {"seed": -1}, "config.seed must be >= 0"),
     (
       "one_replicate",
       {"num_variance_replicates": 1},
       "num_variance_replicates must be >= 2",
     ),
-    ("test_fraction", {"test_fraction": 1.0}, "test_fraction must be in"),
-    ("decay", {"baseline_decay": 1.0}, "baseline_decay must be in"),
+    ("test_fraction", {"test_fraction": 1.0}, "test_fraction must be < 1"),
+    ("no_test", {"test_fraction": 0.0}, "test_fraction must be > 0"),
+    ("threshold", {"binarize_threshold": -0.5}, "binarize_threshold must be"),
+    ("decay", {"baseline_decay": 1.0}, "baseline_decay must be < 1"),
     ("learning_rate", {"learning_rate": 0.0}, "learning_rate must be > 0"),
     ("big_batch", {"batch_size": 5000}, "batch_size .* exceeds"),
     (
@@ -245,12 +262,103 @@ class BadFlagsTest(parameterized.TestCase):
   def test_fails_before_training(self, overrides, message):
     workdir = os.path.join(_tempdir(self), "run")
     config = _tiny_config(**overrides)
-    with mock.patch.object(vae, "train_step") as step:
-      with self.assertRaisesRegex(ValueError, message):
+    with mock.patch.object(vae_train, "train_step") as step:
+      with self.assertRaisesRegex(config_lib.ConfigError, message):
         vae.run(config, workdir)
     step.assert_not_called()
     # Nothing recorded: a corrected config may use the same workdir.
     self.assertFalse(os.path.exists(workdir))
+
+  def test_command_line_prints_one_line(self):
+    # The in-process cases above cover every check; this one covers the
+    # command line's handling of them (one line on stderr, exit status 1).
+    workdir = os.path.join(_tempdir(self), "run")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "experiments.vae",
+        "--config.estimator=reinforce",
+        f"--workdir={workdir}",
+      ],
+      cwd=root,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+    )
+    self.assertEqual(result.returncode, 1, msg=result.stderr)
+    self.assertEqual(
+      result.stderr.splitlines(),
+      [
+        "vae: error: Unknown estimator 'reinforce' in config.estimator; "
+        "choose one of pathwise, score_function, leave_one_out, stl, dreg or "
+        "'all'."
+      ],
+    )
+    self.assertEqual(result.stdout, "")
+    self.assertFalse(os.path.exists(workdir))
+
+
+class RegistryTest(absltest.TestCase):
+  def test_estimators_come_from_the_registry(self):
+    for name in vae.ESTIMATORS:
+      spec = vae_gradients.get_spec(name)
+      # The very entry, not a copy: the registry describes each estimator once.
+      self.assertIs(
+        spec, rgrad.get_estimator(vae_gradients.registry_name(name))
+      )
+      self.assertEqual(spec.stateful, name == "score_function", msg=name)
+    self.assertEqual(
+      vae_gradients.registry_name("score_function"),
+      "score_function_moving_average",
+    )
+    objectives = {
+      n: vae_gradients.get_spec(n).objective for n in vae.ESTIMATORS
+    }
+    self.assertEqual(
+      objectives,
+      {
+        "pathwise": "expectation",
+        "score_function": "expectation",
+        "leave_one_out": "expectation",
+        "stl": "negative_elbo",
+        "dreg": "negative_iwae_bound",
+      },
+    )
+
+  def test_refuses_a_stateful_estimator_with_another_state(self):
+    class CountState(NamedTuple):
+      count: jax.Array
+
+    def estimate(function, params, dist_builder, key, num_samples, state):
+      jac = rgrad.get_estimator("score_function").fn(
+        function, params, dist_builder, key, num_samples
+      )
+      return jac, CountState(state.count + 1)
+
+    spec = rgrad.get_estimator("score_function_moving_average")._replace(
+      fn=rgrad.StatefulEstimator(lambda p: CountState(jnp.zeros(())), estimate)
+    )
+    rgrad.register_estimator("vae_test_counting", spec)
+    self.addCleanup(rgrad.unregister_estimator, "vae_test_counting")
+    with self.assertRaisesRegex(ValueError, "moving-average baseline only"):
+      vae_gradients.get_spec("vae_test_counting")
+
+  def test_only_the_stateful_estimator_reads_the_baseline(self):
+    # Traced, not compiled: does the estimate's computation read the baseline?
+    model = vae.make_model(latent_dim=2, hidden_dim=4, data_dim=64)
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    x = jax.ShapeDtypeStruct((3, 64), jnp.float32)
+    for name in vae.ESTIMATORS:
+      estimate = lambda baseline, p, x, name=name: vae.encoder_gradient(
+        name, model, 2, p, baseline, x, jax.random.key(1)
+      )
+      jaxpr = jax.make_jaxpr(estimate)(jnp.asarray(25.0), params, x).jaxpr
+      baseline = jaxpr.invars[0]
+      reads = any(v is baseline for e in jaxpr.eqns for v in e.invars)
+      self.assertEqual(reads, name == "score_function", msg=name)
 
 
 class DataTest(absltest.TestCase):
