@@ -269,15 +269,17 @@ def parse_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 
 
-def _like_estimates(x: jax.Array, costs: jax.Array) -> tuple[jax.Array, ...]:
+def _like_estimates(eps: jax.Array, costs: jax.Array) -> tuple[jax.Array, ...]:
   """A floor's per-sample output, shaped like an estimator's.
 
   The engine streams the moments of whatever a chunk returns; an estimator
   returns two ``[n, d]`` leaves (location and scale gradients), so a floor
-  returns the draws twice beside its costs. Floor and estimator then pay the
-  same for the moments, and the ratio measures the estimator's own work.
+  returns two ``[n, d]`` leaves beside its costs, and floor and estimator pay
+  the same for the moments. The leaves are the draws' noise ``eps``, not the
+  draws: a second consumer of ``x = loc + scale * eps`` lets XLA on CPU
+  recompute the sampler's inverse CDF, which would inflate the floor.
   """
-  return x, x, costs
+  return eps, eps, costs
 
 
 class Floor(NamedTuple):
@@ -292,13 +294,13 @@ class Floor(NamedTuple):
   num_evaluations: int = 1
 
   def __call__(self, key: jax.Array, size: int, params: Any) -> Any:
-    x = normal_builder(params).sample(key, (size,))  # [n, d]
+    x, eps = normal_builder(params).sample_with_noise(key, (size,))  # [n, d]
     if self.num_evaluations == 1:
-      return _like_estimates(x, jax.vmap(self.cost)(x))  # costs [n]
+      return _like_estimates(eps, jax.vmap(self.cost)(x))  # costs [n]
     dim = x.shape[-1]
     shifts = jnp.arange(self.num_evaluations, dtype=x.dtype)[:, None] / dim
     xs = x[:, None, :] + shifts  # [n, k, d]
-    return _like_estimates(x, jax.vmap(jax.vmap(self.cost))(xs))  # [n, k]
+    return _like_estimates(eps, jax.vmap(jax.vmap(self.cost))(xs))  # [n, k]
 
 
 class DeltaMethodFloor(NamedTuple):
@@ -315,9 +317,9 @@ class DeltaMethodFloor(NamedTuple):
     h = control_variates.delta_method_control_variate(
       self.cost, params, normal_builder
     ).value
-    x = normal_builder(params).sample(key, (size,))  # [n, d]
+    x, eps = normal_builder(params).sample_with_noise(key, (size,))  # [n, d]
     costs = jnp.stack([jax.vmap(self.cost)(x), jax.vmap(h)(x)], -1)  # [n, 2]
-    return _like_estimates(x, costs)
+    return _like_estimates(eps, costs)
 
 
 class WeightedFloor(NamedTuple):
