@@ -1,4 +1,4 @@
-"""Tests for experiments/benchmark_estimators.py: a tiny run, output schema.
+"""Tests for experiments/benchmark_estimators/: a tiny run, output schema.
 
 Not a timed test: the numbers are not checked, only that every program runs
 and that results.json / results.csv / table.md have the documented schema;
@@ -270,11 +270,11 @@ class ConfigTest(parameterized.TestCase):
   def test_own_floors_name_registry_estimators(self):
     # A renamed registry entry must not silently lose its own floor.
     self.assertContainsSubset(
-      set(benchmark_estimators._OWN_FLOORS), set(rgrad.ESTIMATORS)
+      set(benchmark_estimators.OWN_FLOORS), set(rgrad.ESTIMATORS)
     )
     self.assertContainsSubset(
-      set(benchmark_estimators._MEASURE_VALUED),
-      set(benchmark_estimators._OWN_FLOORS),
+      set(benchmark_estimators.MEASURE_VALUED),
+      set(benchmark_estimators.OWN_FLOORS),
     )
 
   def test_rows_follow_the_selected_estimators(self):
