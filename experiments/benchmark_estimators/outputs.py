@@ -20,6 +20,7 @@
                            "within_target": bool,  # medians; MV: own floor
                            "within_own_floor_target": bool}},  # if any
      "programs": {name: {...same timing fields...}},  # the floors and naive
+                 # (naive_score_function's also has "ratio_to_floor": float)
      "memory": null | {"method": str, "estimator": str, "cost": str,
                        "num_samples": int, "dim": int, "chunk_size": int,
                        "seed": int, "peak_rss_bytes": int,
@@ -34,7 +35,13 @@
 * ``results.csv``: one row per timed program; ``table.md``: the same as a
   Markdown table (also logged).
 
-Files are written on process 0 only (:mod:`experiments.common.outputs`).
+The same schema as constants, field -> type, against which the tests check
+a real results.json: :data:`RESULTS_FIELDS` (the top level);
+:data:`TIMING_FIELDS` (every program; :data:`NAIVE_FIELDS` for the naive
+score function); :data:`ESTIMATOR_FIELDS` (every estimator), plus
+:data:`OWN_FLOOR_FIELDS` for those of ``problem.OWN_FLOORS``; and
+:data:`MEMORY_FIELDS`. Files are written on process 0 only
+(:mod:`experiments.common.outputs`).
 """
 
 import functools
@@ -46,6 +53,60 @@ import ml_collections
 from absl import logging
 
 from experiments.common import outputs
+
+TIMING_FIELDS = {
+  "median_s": float,
+  "min_s": float,
+  "times_s": list[float],
+  "num_samples": int,
+  "chunk_size": int,
+  "compile_s": float,
+  "s_per_sample": float,
+  "s_per_sample_min": float,
+}
+NAIVE_FIELDS = {**TIMING_FIELDS, "ratio_to_floor": float}
+ESTIMATOR_FIELDS = {
+  **TIMING_FIELDS,
+  "cost_evaluations": int,
+  "ratio_to_floor": float,
+  "ratio_to_floor_min": float,
+  "ratio_to_naive_score_function": float,
+  "within_target": bool,
+}
+OWN_FLOOR_FIELDS = {
+  "ratio_to_own_floor": float,
+  "ratio_to_own_floor_min": float,
+  "within_own_floor_target": bool,
+}
+MEMORY_FIELDS = {
+  "method": str,
+  "estimator": str,
+  "cost": str,
+  "num_samples": int,
+  "dim": int,
+  "chunk_size": int,
+  "seed": int,
+  "peak_rss_bytes": int,
+  "rss_before_bytes": int,
+  "compiled_temp_bytes": int,
+  "compile_s": float,
+  "wall_s": float,
+  "num_nonfinite": int,
+  "within_target": bool,
+}
+RESULTS_FIELDS = {
+  "config": dict,
+  "device": str,
+  "jax_version": str,
+  "floor_s_per_sample": float,
+  "naive_score_function_s_per_sample": float,
+  "measure_valued_floor_s_per_sample": float | None,
+  "delta_method_floor_s_per_sample": float | None,
+  "weighted_floor_s_per_sample": float | None,
+  "estimators": dict,  # name -> ESTIMATOR_FIELDS (| OWN_FLOOR_FIELDS)
+  "programs": dict,  # name -> TIMING_FIELDS (NAIVE_FIELDS)
+  "memory": dict | None,  # MEMORY_FIELDS
+}
 
 _CSV_COLUMNS = (
   "program",
