@@ -237,7 +237,7 @@ def noise_score_jacobians(
   solve). It also means the compiled program reads the noise where
   :func:`score_jacobians` would read the draws, so XLA need not keep the
   inverse CDF of the Gaussian sampler alive for a second consumer (which it
-  may recompute; ``experiments/benchmark_estimators.py`` measures the
+  may recompute; ``experiments/benchmark_estimators/`` measures the
   difference). For the other distributions the noise is the draw and the two
   functions agree exactly.
 

@@ -1,4 +1,4 @@
-"""Tests for experiments/benchmark_estimators.py: a tiny run, output schema.
+"""Tests for experiments/benchmark_estimators/: a tiny run, output schema.
 
 Not a timed test: the numbers are not checked, only that every program runs
 and that results.json / results.csv / table.md have the documented schema;
@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import types
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +24,7 @@ from absl.testing import parameterized
 
 import rgrad
 from experiments import benchmark_estimators
+from experiments.benchmark_estimators import outputs as outputs_lib
 from experiments.common import config as config_checks
 from experiments.configs import benchmark_estimators as config_lib
 
@@ -65,6 +68,30 @@ def _tiny_config():
   return config
 
 
+def _conforms(value, annotation) -> bool:
+  """Whether a JSON value has the schema's type (exactly: a bool is no int)."""
+  if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+    return any(_conforms(value, a) for a in typing.get_args(annotation))
+  if typing.get_origin(annotation) is list:
+    (item,) = typing.get_args(annotation)
+    return type(value) is list and all(_conforms(v, item) for v in value)
+  return type(value) is annotation
+
+
+def _all_schema_fields() -> dict[str, dict]:
+  return {
+    name: getattr(outputs_lib, name)
+    for name in (
+      "RESULTS_FIELDS",
+      "TIMING_FIELDS",
+      "NAIVE_FIELDS",
+      "ESTIMATOR_FIELDS",
+      "OWN_FLOOR_FIELDS",
+      "MEMORY_FIELDS",
+    )
+  }
+
+
 def _tempdir(test: absltest.TestCase) -> str:
   # Not create_tempdir(): absl flags are unparsed when pytest runs this.
   tmp = tempfile.TemporaryDirectory()
@@ -73,12 +100,37 @@ def _tempdir(test: absltest.TestCase) -> str:
 
 
 class BenchmarkEstimatorsTest(absltest.TestCase):
+  def assertFields(self, record, fields, where):
+    """`record` has exactly the schema's `fields`, each of its type."""
+    self.assertEqual(set(record), set(fields), where)
+    for field, annotation in fields.items():
+      self.assertTrue(
+        _conforms(record[field], annotation),
+        f"{where}: {field} = {record[field]!r} is not {annotation}",
+      )
+
   def test_tiny_run_schema(self):
     workdir = _tempdir(self)
     results = benchmark_estimators.run(_tiny_config(), workdir)
 
     with open(os.path.join(workdir, "results.json")) as f:
-      self.assertEqual(json.load(f), json.loads(json.dumps(results)))
+      written = json.load(f)
+    self.assertEqual(written, json.loads(json.dumps(results)))
+    # The schema constants, checked against the file as written.
+    self.assertFields(written, outputs_lib.RESULTS_FIELDS, "results.json")
+    for name, record in written["programs"].items():
+      fields = (
+        outputs_lib.NAIVE_FIELDS
+        if name == "naive_score_function"
+        else outputs_lib.TIMING_FIELDS
+      )
+      self.assertFields(record, fields, f"programs[{name!r}]")
+    for name, record in written["estimators"].items():
+      fields = dict(outputs_lib.ESTIMATOR_FIELDS)
+      if name in benchmark_estimators.OWN_FLOORS:
+        fields.update(outputs_lib.OWN_FLOOR_FIELDS)
+      self.assertFields(record, fields, f"estimators[{name!r}]")
+    self.assertFields(written["memory"], outputs_lib.MEMORY_FIELDS, "memory")
     self.assertEqual(set(results["estimators"]), set(_ESTIMATORS.split(",")))
     self.assertEqual(set(results["programs"]), _PROGRAMS)
     for name, record in results["programs"].items():
@@ -180,6 +232,19 @@ class BenchmarkEstimatorsTest(absltest.TestCase):
     for name in list(_PROGRAMS) + _ESTIMATORS.split(","):
       self.assertIn(f"| {name} |", table)
 
+  def test_schema_constants_are_the_documented_schema(self):
+    # The docstring is the annotated schema; the constants must not drift
+    # from it.
+    for name, fields in _all_schema_fields().items():
+      for field in fields:
+        self.assertIn(f'"{field}"', outputs_lib.__doc__, f"{name}: {field}")
+    self.assertContainsSubset(
+      set(outputs_lib.TIMING_FIELDS), set(outputs_lib.ESTIMATOR_FIELDS)
+    )
+    self.assertEmpty(
+      set(outputs_lib.OWN_FLOOR_FIELDS) & set(outputs_lib.ESTIMATOR_FIELDS)
+    )
+
 
 class FloorsTest(absltest.TestCase):
   """The floors compute what their docstrings say, from the same draws."""
@@ -270,11 +335,11 @@ class ConfigTest(parameterized.TestCase):
   def test_own_floors_name_registry_estimators(self):
     # A renamed registry entry must not silently lose its own floor.
     self.assertContainsSubset(
-      set(benchmark_estimators._OWN_FLOORS), set(rgrad.ESTIMATORS)
+      set(benchmark_estimators.OWN_FLOORS), set(rgrad.ESTIMATORS)
     )
     self.assertContainsSubset(
-      set(benchmark_estimators._MEASURE_VALUED),
-      set(benchmark_estimators._OWN_FLOORS),
+      set(benchmark_estimators.MEASURE_VALUED),
+      set(benchmark_estimators.OWN_FLOORS),
     )
 
   def test_rows_follow_the_selected_estimators(self):

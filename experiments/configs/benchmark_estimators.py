@@ -1,4 +1,4 @@
-r"""Config for `experiments/benchmark_estimators.py`.
+r"""Config for `experiments/benchmark_estimators/`.
 
 Wall time of the Monte Carlo gradient estimators of rgrad relative to a floor
 (drawing the samples and evaluating the cost, no gradient) and to the naive
