@@ -52,6 +52,10 @@ benchmark all run on it.
   each affected coordinate are NaN, and :attr:`GradientMoments.num_nonfinite`
   counts the samples with any non-finite entry.
 
+The file is longer than rgrad's other modules because it is one engine, read
+in order: the running sums and their merge formulas, the chunked and sharded
+stream built on them, then the gradient statistics on top.
+
 References:
   Chan, Golub, LeVeque. Updating formulae and a pairwise algorithm for
   computing sample variances. Stanford CS report STAN-CS-79-773, 1979.

@@ -21,6 +21,10 @@ The section is organised as follows.
 4. A registry: `PRIMITIVES` maps a name to a :class:`Primitive` (value,
    derivative, JVP, VJP, Jacobian and domain) for every unary primitive, so
    that chains can be built from names; :func:`get_primitive` looks one up.
+
+The file is longer than rgrad's other modules on purpose: it is one catalogue,
+read top to bottom like a textbook section, and the registry at its end needs
+every primitive above it.
 """
 
 import math

@@ -21,6 +21,7 @@ import pytest
 from absl.testing import absltest
 from absl.testing import parameterized
 
+import rgrad
 from rgrad import control_variates as cv
 from rgrad import distributions
 from rgrad import estimators
@@ -1076,6 +1077,43 @@ class FusedDrawsTest(_FastCompileTestCase):
       leaf = np.asarray(leaf)
       self.assertTrue(np.all(np.isnan(leaf[bad])))
       self.assertTrue(np.all(np.isfinite(leaf[~bad])))
+
+
+class PublicFaceTest(absltest.TestCase):
+  """The package's public names stay put whichever private file holds them."""
+
+  # Every public name of the single-file module this package replaced.
+  _PUBLIC = (
+    "ControlVariate",
+    "ControlVariateBuilder",
+    "MovingAverageBaselineState",
+    "antithetic_pathwise_jacobians",
+    "antithetic_score_function_jacobians",
+    "control_variate_jacobians",
+    "delta_method_control_variate",
+    "delta_method_jacobians",
+    "estimate_control_variate_coefficients",
+    "leave_one_out_jacobians",
+    "moving_average_baseline",
+    "moving_average_baseline_init",
+    "moving_average_baseline_update",
+    "moving_average_baseline_value",
+  )
+
+  def test_public_names_are_unchanged(self):
+    public = [n for n in dir(cv) if not n.startswith("_")]
+    self.assertCountEqual(public, self._PUBLIC)
+    self.assertCountEqual(cv.__all__, self._PUBLIC)
+
+  def test_top_level_names_are_the_same_objects(self):
+    for name in self._PUBLIC:
+      if hasattr(rgrad, name):
+        self.assertIs(getattr(rgrad, name), getattr(cv, name))
+
+  def test_the_registry_lists_the_package_estimators(self):
+    # The registry imports this package, which imports the registry lazily.
+    spec = rgrad.get_estimator("delta_method")
+    self.assertIs(spec.fn, cv.delta_method_jacobians)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 from absl.testing import absltest
 from absl.testing import parameterized
 
+import rgrad
 from rgrad import distributions
 
 # Fixed, well-conditioned parameters; each case has a batch dimension where the
@@ -461,6 +462,33 @@ class ValidationTest(parameterized.TestCase):
     dist = distributions.Categorical(_LOC)
     with self.assertRaisesRegex(TypeError, "integer category indices"):
       dist.log_prob(np.zeros(2))
+
+
+class PublicFaceTest(absltest.TestCase):
+  """The package's public names stay put whichever private file holds them."""
+
+  # Every public name of the single-file module this package replaced.
+  _PUBLIC = (
+    "Bernoulli",
+    "Categorical",
+    "Distribution",
+    "Gamma",
+    "LogScaleNormal",
+    "MultivariateNormalTriL",
+    "Normal",
+    "SampleShape",
+    "WeakDerivative",
+  )
+
+  def test_public_names_are_unchanged(self):
+    public = [n for n in dir(distributions) if not n.startswith("_")]
+    self.assertCountEqual(public, self._PUBLIC)
+    self.assertCountEqual(distributions.__all__, self._PUBLIC)
+
+  def test_top_level_names_are_the_same_objects(self):
+    for name in self._PUBLIC:
+      if hasattr(rgrad, name):
+        self.assertIs(getattr(rgrad, name), getattr(distributions, name))
 
 
 if __name__ == "__main__":
