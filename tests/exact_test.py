@@ -9,6 +9,7 @@ import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 
+import rgrad
 from rgrad import exact
 
 _TOL = 1e-10
@@ -74,17 +75,13 @@ def _quadratic_moments(k, mu, sigma, baseline=0.0):
 
 
 def _moments(name, f, loc, scale, baseline=0.0):
-  """The private (mean, variance) helpers behind each public variance."""
+  """The (mean, variance) of each estimator, by its public *_moments."""
   if name == "pathwise":
-    return exact._pathwise_moments(f, loc, scale, exact.DEFAULT_NUM_POINTS)
+    return exact.pathwise_moments(f, loc, scale)
   if name == "score_function":
-    return exact._score_function_moments(
-      f, loc, scale, baseline, exact.DEFAULT_NUM_POINTS
-    )
+    return exact.score_function_moments(f, loc, scale, baseline=baseline)
   coupling = name == "measure_valued_coupled"
-  return exact._measure_valued_moments(
-    f, loc, scale, coupling, exact.DEFAULT_NUM_POINTS
-  )
+  return exact.measure_valued_moments(f, loc, scale, coupling)
 
 
 _ESTIMATORS = (
@@ -158,6 +155,27 @@ class ExactGradientTest(chex.TestCase):
     )(mu)
     want = -(k**2) * np.cos(k * mu) * np.exp(-0.5 * k**2 * sigma**2)
     np.testing.assert_allclose(d2, want, atol=_TOL)
+
+
+class PublicNamesTest(absltest.TestCase):
+  def test_package_keeps_the_public_names(self):
+    # rgrad.exact became a package: the names rgrad re-exports still work.
+    for name in (
+      "exact_gradient",
+      "pathwise_variance",
+      "score_function_variance",
+      "measure_valued_variance",
+    ):
+      self.assertIs(getattr(rgrad, name), getattr(exact, name))
+    for name in exact.__all__:
+      self.assertTrue(hasattr(exact, name), name)
+
+  def test_normal_rule_integrates_normal_moments(self):
+    nodes, weights = exact.normal_rule(20)
+    for m, want in ((0, 1.0), (2, 1.0), (4, 3.0), (6, 15.0), (3, 0.0)):
+      np.testing.assert_allclose(
+        np.sum(weights * nodes**m), want, rtol=1e-13, atol=1e-13
+      )
 
 
 class EstimatorMeansTest(parameterized.TestCase):
@@ -291,7 +309,7 @@ class ManyPointsTest(parameterized.TestCase):
   @parameterized.parameters(100, 200, 300, 500)
   def test_laguerre_rule_moments(self, num_points):
     # int u^m e^{-u} du = m!; the rule is exact for m < 2n.
-    nodes, weights = exact._laguerre_rule(num_points)
+    nodes, weights = exact.laguerre_rule(num_points)
     self.assertTrue(np.all(np.isfinite(nodes)) and np.all(weights >= 0))
     self.assertTrue(np.all(np.diff(nodes) > 0))
     for m in range(0, 25):
@@ -300,7 +318,7 @@ class ManyPointsTest(parameterized.TestCase):
       )
 
   def test_laguerre_rule_matches_numpy_where_numpy_works(self):
-    nodes, weights = exact._laguerre_rule(100)
+    nodes, weights = exact.laguerre_rule(100)
     want_nodes, want_weights = np.polynomial.laguerre.laggauss(100)
     np.testing.assert_allclose(nodes, want_nodes, rtol=1e-12)
     np.testing.assert_allclose(weights, want_weights, rtol=1e-9, atol=1e-15)
