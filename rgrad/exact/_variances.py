@@ -2,8 +2,8 @@ r"""Exact gradients and single-sample estimator variances, by quadrature.
 
 For :math:`X \sim N(\mu, \sigma^2)`, written :math:`X = \mu + \sigma\epsilon`
 with :math:`\epsilon \sim N(0, 1)`, and a smooth scalar cost :math:`f`: the
-gradient :math:`\nabla_{\mu,\sigma} E[f(X)]` and the mean and variance of
-the single-sample pathwise
+gradient :math:`\nabla_{\mu,\sigma} E[f(X)]`, the mean and variance of
+:math:`f(X)` itself, and the mean and variance of the single-sample pathwise
 (Section 5), score-function (Section 4) and measure-valued (Section 6,
 Table 1) estimators of Mohamed et al. (2020), each law written out as an
 integral against the standard normal, Rayleigh, double-sided Maxwell or
@@ -85,6 +85,39 @@ def exact_gradient(
   d_loc = q.expect(weights, centred * eps) / scale
   d_scale = q.expect(weights, centred * (jnp.square(eps) - 1.0)) / scale
   return LocScale(loc=d_loc, scale=d_scale)
+
+
+def cost_mean_and_variance(
+  f: ScalarCost,
+  loc: jax.typing.ArrayLike,
+  scale: jax.typing.ArrayLike,
+  *,
+  num_points: int = DEFAULT_NUM_POINTS,
+) -> tuple[jax.Array, jax.Array]:
+  r"""Mean and variance of the cost itself, :math:`E f(X)` and
+  :math:`\mathrm{Var}\, f(X)` for :math:`X \sim N(\mu, \sigma^2)`.
+
+  By Gauss--Hermite quadrature in two passes,
+  :math:`\mathrm{Var}\, f = E[(f - E f)^2]`: when :math:`f(X)` is constant up
+  to roundoff (a control variate that equals the cost) the variance comes
+  out at roundoff squared (~1e-30), where :math:`E f^2 - (E f)^2` would
+  leave ~1e-14.
+
+  Args:
+    f: scalar cost, smooth.
+    loc: means, broadcastable with `scale`.
+    scale: standard deviations, positive.
+    num_points: number of quadrature nodes (static).
+
+  Returns:
+    ``(mean, variance)``, each of the broadcast shape.
+
+  Raises:
+    ValueError, TypeError: as :func:`exact_gradient`.
+  """
+  loc, scale = q.prepare(f, loc, scale, num_points)
+  eps, weights = q.normal_rule(num_points)
+  return q.mean_and_variance(weights, q.apply(f, q.at(loc, scale, eps)))
 
 
 # ---------------------------------------------------------------------------
