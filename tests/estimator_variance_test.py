@@ -1,4 +1,4 @@
-"""Tests for experiments/estimator_variance.py (Mohamed et al. Figs 2-3)."""
+"""Tests for experiments/estimator_variance/ (Mohamed et al. Figs 2-3)."""
 
 import json
 import math
@@ -15,7 +15,14 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from experiments import estimator_variance as ev
+from experiments.common.config import ConfigError
 from experiments.configs import estimator_variance as config_lib
+from experiments.estimator_variance import costs
+from experiments.estimator_variance import parsing
+from experiments.estimator_variance import records
+from experiments.estimator_variance import schema
+from experiments.estimator_variance import sweeps
+from rgrad import diagnostics
 from rgrad import exact
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,9 +142,34 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
       self.assertEqual(json.load(f), self.results)
     with open(os.path.join(self.workdir, "timings.json")) as f:
       timings = json.load(f)
+    schema.validate(timings, schema.TIMINGS_SCHEMA)
     self.assertLen(timings["main"], len(config_lib.ESTIMATORS))
     for t in timings["main"] + timings["dim_sweep"]:
       self.assertGreater(t["seconds_per_sample"], 0.0)
+      # Only the control variate has a pilot batch, and it is timed.
+      if t["estimator"] == "score_function_cv":
+        self.assertGreater(t["pilot_s"], 0.0)
+      else:
+        self.assertEqual(t["pilot_s"], 0.0)
+
+  def test_results_json_matches_schema(self):
+    with open(os.path.join(self.workdir, "results.json")) as f:
+      results = json.load(f)
+    schema.validate(results)
+    # The validator is not vacuous: a renamed field, a wrong type and an
+    # unknown estimator are each reported.
+    broken = json.loads(json.dumps(results))
+    broken["records"][0]["varaince"] = broken["records"][0].pop("variance")
+    broken["dim_sweep"][0]["dim"] = 1.0
+    with self.assertRaisesRegex(ValueError, "schema") as raised:
+      schema.validate(broken)
+    message = str(raised.exception)
+    self.assertIn("$.records[0]: missing fields ['variance']", message)
+    self.assertIn("$.dim_sweep[0].dim: expected int", message)
+    broken = json.loads(json.dumps(results))
+    broken["sigma_sweep"][0]["estimator"] = "reinforce"
+    with self.assertRaisesRegex(ValueError, "'reinforce' not in"):
+      schema.validate(broken)
 
   def test_schema(self):
     records = self.results["records"]
@@ -219,12 +251,12 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
       rows.setdefault(key, {})[r["estimator"]] = r
     self.assertLen(rows, 30)
     for (cost, k, scale, param), by_name in rows.items():
-      f = lambda x, cost=cost, k=k: ev.COSTS[cost].fn(x, k)  # noqa: E731
-      j = ev.PARAMS.index(param)
+      f = lambda x, cost=cost, k=k: costs.COSTS[cost].fn(x, k)  # noqa: E731
+      j = costs.PARAMS.index(param)
       v_plus, v_minus = (
         float(
-          ev._cv_variances(
-            f, loc, scale, jnp.full(2, c), config["exact_num_points"]
+          exact.delta_method_variance(
+            f, loc, scale, c, num_points=config["exact_num_points"]
           )[j]
         )
         for c in (1.0, -1.0)
@@ -355,56 +387,42 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
             self.assertEqual(value, b[field], (key, field))
 
 
-class MergeMomentsTest(parameterized.TestCase):
+class EngineMomentsTest(parameterized.TestCase):
+  """The engine's moments, as the experiment's records report them."""
+
   @parameterized.named_parameters(("one_chunk", 1), ("seven_chunks", 7))
-  def test_matches_direct_moments(self, num_chunks):
+  def test_records_match_direct_moments(self, num_chunks):
     rng = np.random.default_rng(0)
     chunk = 50
-    x = rng.standard_gamma(2.0, size=(num_chunks * chunk, 3)) + 100.0
-    stats = np.stack(
-      [
-        np.asarray(ev._central_moments(jnp.asarray(c)))
-        for c in np.split(x, num_chunks)
-      ]
-    )
-    moments = ev.merge_moments(stats, chunk)
+    # [n, grid points, coordinates]; a mean of 100 next to O(1) spread.
+    x = rng.standard_gamma(2.0, size=(num_chunks * chunk, 3, 1)) + 100.0
+    sums = [
+      diagnostics.chunk_moment_sums(jnp.asarray(c), higher_moments=True)
+      for c in np.split(x, num_chunks)
+    ]
+    total = sums[0]
+    for s in sums[1:]:
+      total = diagnostics.merge_moment_sums(total, s)
     n = x.shape[0]
-    np.testing.assert_allclose(moments.mean, x.mean(0), rtol=1e-13)
-    np.testing.assert_allclose(moments.variance, x.var(0, ddof=1), rtol=1e-11)
-    mu4 = np.mean((x - x.mean(0)) ** 4, axis=0)
-    s2 = x.var(0, ddof=1)
-    np.testing.assert_allclose(
-      moments.variance_stderr,
-      np.sqrt((mu4 - s2**2 * (n - 3) / (n - 1)) / n),
-      rtol=1e-10,
+    moments = jax.tree.map(
+      np.asarray, diagnostics.finalize_moments(total, n, higher_moments=True)
     )
-    np.testing.assert_allclose(moments.stderr, np.sqrt(s2 / n), rtol=1e-12)
-    self.assertEqual(moments.num_samples, n)
-
-
-class CostMomentsTest(parameterized.TestCase):
-  @parameterized.product(
-    cost=("square", "exp_sq", "cos"), k=(0.5, 2.0), scale=(0.5, 1.0)
-  )
-  def test_closed_form_moments_against_quadrature(self, cost, k, scale):
-    # d/dloc and d/dscale of the closed-form E f(X) must equal the quadrature
-    # gradient; E f^2 = Var + mean^2 is checked through f^2's gradient too.
-    c = ev.COSTS[cost]
-    loc = 1.0
-
-    def mean(loc, scale):
-      return c.moments(k, loc, scale)[0]
-
-    def second(loc, scale):
-      m, v = c.moments(k, loc, scale)
-      return v + m**2
-
-    f = lambda x: c.fn(x, k)  # noqa: E731
-    f2 = lambda x: c.fn(x, k) ** 2  # noqa: E731
-    for fn, moment in ((f, mean), (f2, second)):
-      expected = exact.exact_gradient(fn, loc, scale, num_points=160)
-      got = jax.grad(moment, argnums=(0, 1))(loc, scale)
-      np.testing.assert_allclose(got, tuple(expected), rtol=1e-9, atol=1e-12)
+    mean, s2 = x.mean(0)[:, 0], x.var(0, ddof=1)[:, 0]
+    mu4 = np.mean((x - x.mean(0)) ** 4, axis=0)[:, 0]
+    want_se = np.sqrt((mu4 - s2**2 * (n - 3) / (n - 1)) / n)
+    for i in range(3):
+      r = records.record(moments, i, 100.0, 2.0, cost="square", k=0.0)
+      self.assertEqual(r["num_samples"], n)
+      np.testing.assert_allclose(r["mean"], mean[i], rtol=1e-13)
+      np.testing.assert_allclose(r["variance"], s2[i], rtol=1e-11)
+      np.testing.assert_allclose(r["stderr"], np.sqrt(s2[i] / n), rtol=1e-12)
+      np.testing.assert_allclose(r["variance_stderr"], want_se[i], rtol=1e-10)
+      np.testing.assert_allclose(
+        r["mean_z"], (mean[i] - 100.0) / np.sqrt(s2[i] / n), rtol=1e-9
+      )
+      np.testing.assert_allclose(
+        r["variance_z"], (s2[i] - 2.0) / want_se[i], rtol=1e-9
+      )
 
 
 def _cos_variances(k, mu, sigma):
@@ -442,8 +460,8 @@ class DefaultGridResolvedTest(absltest.TestCase):
     # cos(20x)) and the sigma sweep k sigma = 6: exact_num_points resolves
     # every point (100 nodes gave 70.4 for a true 50 at k = 10).
     config = config_lib.get_config()
-    parsed = ev.parse_config(config)
-    points = ev._points(config, parsed, "cos")  # [G, 2] (k, scale)
+    parsed = parsing.parse_config(config)
+    points = sweeps.points(config, parsed, "cos")  # [G, 2] (k, scale)
     self.assertEqual(points[:, 0].max(), 10.0)
     num_points = config.exact_num_points
 
@@ -463,63 +481,33 @@ class DefaultGridResolvedTest(absltest.TestCase):
     np.testing.assert_allclose(score.T, want["score_function"], rtol=1e-10)
 
 
-class ResidualMomentsTest(parameterized.TestCase):
-  @parameterized.product(
-    cost=("square", "exp_sq", "cos"), c=(0.0, 0.7), scale=(0.5, 1.3)
-  )
-  def test_against_stein_closed_forms(self, cost, c, scale):
-    # g = f - c h with h = f0 + f1 a + f2 a^2 / 2, a = X - loc ~ N(0, s^2);
-    # with m(mu) = E f (closed form), Stein's lemma gives E[f a] = s^2 m' and
-    # E[f a^2] = s^2 m + s^4 m'', so E h = f0 + f2 s^2 / 2,
-    # Var h = f1^2 s^2 + f2^2 s^4 / 2, Cov(f, h) = f1 s^2 m' + f2 s^4 m'' / 2.
-    k, loc = 1.3, 0.8
-    moments = ev.COSTS[cost].moments
-    f = lambda x: ev.COSTS[cost].fn(x, k)  # noqa: E731
-    f0, f1, f2 = f(loc), jax.grad(f)(loc), jax.grad(jax.grad(f))(loc)
-    m = lambda mu: moments(k, mu, scale)[0]  # noqa: E731
-    m1, m2 = jax.grad(m)(loc), jax.grad(jax.grad(m))(loc)
-    mean_f, var_f = moments(k, loc, scale)
-    s2 = scale**2
-    mean_h = f0 + 0.5 * f2 * s2
-    var_h = f1**2 * s2 + 0.5 * f2**2 * s2**2
-    cov = f1 * s2 * m1 + 0.5 * f2 * s2**2 * m2
-    want = (mean_f - c * mean_h, var_f - 2 * c * cov + c**2 * var_h)
-    got = ev._residual_moments(ev.COSTS[cost], k, loc, scale, c, 120)
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-
-  def test_exact_control_variate_has_roundoff_variance(self):
-    # c = 1 on the quadratic cost: g is roundoff, and so is its variance.
-    got = ev._residual_moments(ev.COSTS["square"], 2.0, 1.0, 1.0, 1.0, 120)
-    self.assertLess(float(got[1]), 1e-25)
-
-
 class ConfigErrorsTest(parameterized.TestCase):
   @parameterized.named_parameters(
-    ("unknown_cost", "costs", "square,quartic", ValueError, "'quartic'"),
+    ("unknown_cost", "costs", "square,quartic", ConfigError, "'quartic'"),
     (
       "unknown_estimator",
       "estimators",
       "pathwise,reinforce",
-      ValueError,
+      ConfigError,
       "'reinforce'",
     ),
-    ("empty_costs", "costs", "", ValueError, "empty"),
-    ("duplicate", "estimators", "pathwise,pathwise", ValueError, "twice"),
-    ("not_a_multiple", "num_samples", 1500, ValueError, "multiple"),
-    ("too_few", "num_samples", 1, ValueError, ">= 2"),
-    ("scale", "scale", 0.0, ValueError, "config.scale must be > 0"),
+    ("empty_costs", "costs", "", ConfigError, "empty"),
+    ("duplicate", "estimators", "pathwise,pathwise", ConfigError, "twice"),
+    ("not_a_multiple", "num_samples", 1500, ConfigError, "multiple"),
+    ("too_few", "num_samples", 1, ConfigError, ">= 2"),
+    ("scale", "scale", 0.0, ConfigError, "config.scale must be > 0"),
     (
       "pilot",
       "cv_num_pilot_samples",
       1,
-      ValueError,
+      ConfigError,
       r"config\.cv_num_pilot_samples must be >= 2",
     ),
     (
       "quadrature",
       "exact_num_points",
       1,
-      ValueError,
+      ConfigError,
       r"config\.exact_num_points must be >= 2",
     ),
   )
@@ -538,36 +526,82 @@ class ConfigErrorsTest(parameterized.TestCase):
     config = _tiny_config()
     with config.ignore_type():
       config.chunk_size = 10.0
-    with self.assertRaisesRegex(TypeError, "chunk_size must be an int"):
-      ev.parse_config(config)
+    with self.assertRaisesRegex(ConfigError, "chunk_size must be an int"):
+      parsing.parse_config(config)
 
   def test_unknown_name_lists_valid_ones(self):
     config = _tiny_config()
     config.costs = "sqaure"
     with self.assertRaisesRegex(
-      ValueError, r"config\.costs; valid names are: square, exp_sq, cos"
+      ConfigError, r"config\.costs; valid names are: square, exp_sq, cos"
     ):
-      ev.parse_config(config)
+      parsing.parse_config(config)
 
   def test_exp_sq_needs_positive_k(self):
     config = _tiny_config()
     config.k_grid.exp_sq = (-1.0, 1.0, 3)
-    with self.assertRaisesRegex(ValueError, "needs k > 0"):
-      ev.parse_config(config)
+    with self.assertRaisesRegex(ConfigError, "needs k > 0"):
+      parsing.parse_config(config)
 
   def test_bad_grid_and_dims(self):
     config = _tiny_config()
     config.k_grid.cos = (0.5, 8.0)
-    with self.assertRaisesRegex(ValueError, r"\(start, stop, num\) triple"):
-      ev.parse_config(config)
+    with self.assertRaisesRegex(ConfigError, r"\(start, stop, num\) triple"):
+      parsing.parse_config(config)
     config = _tiny_config()
     config.sigma_sweep.scales = (0.0, 3.0, 4)
-    with self.assertRaisesRegex(ValueError, "geometric"):
-      ev.parse_config(config)
+    with self.assertRaisesRegex(ConfigError, "geometric"):
+      parsing.parse_config(config)
     config = _tiny_config()
     config.dim_sweep.dims = (1, 1)
-    with self.assertRaisesRegex(ValueError, "distinct"):
-      ev.parse_config(config)
+    with self.assertRaisesRegex(ConfigError, "distinct"):
+      parsing.parse_config(config)
+
+  def test_coupling_must_be_bool(self):
+    config = _tiny_config()
+    with config.ignore_type():
+      config.coupling = "yes"
+    with self.assertRaisesRegex(ConfigError, "config.coupling must be a bool"):
+      parsing.parse_config(config)
+
+  @parameterized.named_parameters(
+    (
+      "negative_samples",
+      "--config.num_samples=-5",
+      "config.num_samples must be >= 2, got -5",
+    ),
+    (
+      "unknown_estimator",
+      "--config.estimators=pathwise,reinforce",
+      "Unknown name(s) 'reinforce' in config.estimators",
+    ),
+  )
+  def test_command_line_prints_one_line_and_fails(self, flag, message):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = _REPO + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory() as tmp:
+      workdir = os.path.join(tmp, "out")
+      done = subprocess.run(
+        [
+          sys.executable,
+          "-m",
+          "experiments.estimator_variance",
+          f"--workdir={workdir}",
+          flag,
+        ],
+        cwd=_REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+      )
+      self.assertFalse(os.path.exists(workdir))
+    self.assertEqual(done.returncode, 1, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    self.assertLen(lines, 1, done.stderr)
+    self.assertTrue(lines[0].startswith("estimator_variance: error: "), lines)
+    self.assertIn(message, lines[0])
+    self.assertNotIn("Traceback", done.stderr)
 
   def test_config_is_locked(self):
     config = config_lib.get_config()

@@ -1,4 +1,4 @@
-r"""Config for `experiments/estimator_variance.py`.
+r"""Config for `experiments/estimator_variance/` (its package docstring).
 
 Variance of the single-sample gradient estimators of
 :math:`\nabla_{\mu,\sigma} E_{N(x; \mu, \sigma^2)}[f(x; k)]` for the costs
@@ -38,7 +38,7 @@ ESTIMATORS = (
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """Returns the default config (the paper's setting, under a CPU minute)."""
+  """Returns the default config (the paper's setting)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
   # Draws per grid point for every estimator; a multiple of `chunk_size`.
