@@ -564,45 +564,6 @@ class ConfigErrorsTest(parameterized.TestCase):
     with self.assertRaisesRegex(ConfigError, "config.coupling must be a bool"):
       parsing.parse_config(config)
 
-  @parameterized.named_parameters(
-    (
-      "negative_samples",
-      "--config.num_samples=-5",
-      "config.num_samples must be >= 2, got -5",
-    ),
-    (
-      "unknown_estimator",
-      "--config.estimators=pathwise,reinforce",
-      "Unknown name(s) 'reinforce' in config.estimators",
-    ),
-  )
-  def test_command_line_prints_one_line_and_fails(self, flag, message):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["PYTHONPATH"] = _REPO + os.pathsep + env.get("PYTHONPATH", "")
-    with tempfile.TemporaryDirectory() as tmp:
-      workdir = os.path.join(tmp, "out")
-      done = subprocess.run(
-        [
-          sys.executable,
-          "-m",
-          "experiments.estimator_variance",
-          f"--workdir={workdir}",
-          flag,
-        ],
-        cwd=_REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-      )
-      self.assertFalse(os.path.exists(workdir))
-    self.assertEqual(done.returncode, 1, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    self.assertLen(lines, 1, done.stderr)
-    self.assertTrue(lines[0].startswith("estimator_variance: error: "), lines)
-    self.assertIn(message, lines[0])
-    self.assertNotIn("Traceback", done.stderr)
-
   def test_config_is_locked(self):
     config = config_lib.get_config()
     config.lock()
