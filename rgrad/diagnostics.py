@@ -481,20 +481,49 @@ def moments(
 class EstimatorChunk(NamedTuple):
   """The ``chunk_fn`` of :func:`gradient_moments`, for :func:`moments`.
 
-  Hashable by its fields, so a repeated call with the same estimator, cost
-  and builder reuses the compilation.
+  One call draws ``size`` independent *units* (rows for ``"iid"``, pairs,
+  groups): it calls the estimator on ``size * rows_per_unit`` rows and
+  returns the unit means (:func:`unit_means`). Hashable by its fields, so a
+  repeated call with the same estimator, cost and builder reuses the
+  compilation.
   """
 
   estimator: base.Estimator
   function: base.CostFunction
   dist_builder: base.DistBuilder
+  rows: str = "iid"
+  rows_per_unit: int = 1
 
   def __call__(self, key: jax.Array, size: int, params: Any) -> Any:
+    num_rows = size * self.rows_per_unit
     estimates = self.estimator(
-      self.function, params, self.dist_builder, key, size
+      self.function, params, self.dist_builder, key, num_rows
     )
-    _check_estimates(estimates, params, size)
+    _check_estimates(estimates, params, num_rows)
+    return unit_means(estimates, self.rows, self.rows_per_unit)
+
+
+def unit_means(estimates: Any, rows: str, rows_per_unit: int) -> Any:
+  r"""Means of the independent units of one estimator call, leaves ``[u, ...]``.
+
+  Rows of one call are independent only for ``rows="iid"``. For
+  ``"pairs"`` (rows :math:`i` and :math:`i + n/2` are an antithetic pair)
+  the units are the :math:`n/2` pair means; for ``"groups"`` of
+  ``rows_per_unit`` consecutive rows (a leave-one-out or importance-weighted
+  batch: the whole call), the group means. Unit means are i.i.d., so their
+  sample variance gives an honest standard error of the overall mean, which
+  is the same (every unit has as many rows).
+  """
+  if rows == "iid":
     return estimates
+  if rows == "pairs":
+    return jax.tree.map(
+      lambda x: 0.5 * (x[: x.shape[0] // 2] + x[x.shape[0] // 2 :]), estimates
+    )
+  return jax.tree.map(
+    lambda x: x.reshape((-1, rows_per_unit) + x.shape[1:]).mean(axis=1),
+    estimates,
+  )
 
 
 def _check_estimates(estimates: Any, params: Any, size: int) -> None:
@@ -519,8 +548,87 @@ def _check_estimates(estimates: Any, params: Any, size: int) -> None:
       )
 
 
+def _registered_spec(estimator: Any) -> Any:
+  """The registry's spec for `estimator` (a name, a spec or its fn), or None."""
+  from rgrad import registry  # The registry imports the estimators.
+
+  if isinstance(estimator, str):
+    return registry.get_estimator(estimator)
+  if isinstance(estimator, registry.EstimatorSpec):
+    return estimator
+  for spec in registry.ESTIMATORS.values():
+    fn = spec.fn
+    if fn is estimator or (
+      isinstance(fn, functools.partial)
+      and isinstance(estimator, functools.partial)
+      and fn.func is estimator.func
+      and fn.args == estimator.args
+      and fn.keywords == estimator.keywords
+    ):
+      return spec
+  return None
+
+
+def row_structure(
+  estimator: Any,
+  rows: str | None = None,
+  group_size: int | str | None = None,
+) -> tuple[Any, str, int | str]:
+  """Resolves an estimator and its row structure, for :func:`gradient_moments`.
+
+  Args:
+    estimator: a registered name, an :class:`rgrad.EstimatorSpec` or an
+      estimator function (looked up in the registry by identity, or as an
+      equal ``functools.partial``).
+    rows: overrides the registry's ``rows`` (:data:`rgrad.base.ROWS`);
+      ``"iid"`` for an unregistered estimator when None.
+    group_size: overrides the registry's ``group_size``.
+
+  Returns:
+    ``(fn, rows, group_size)``.
+
+  Raises:
+    TypeError: a stateful estimator (its calls are not independent of each
+      other; see :mod:`rgrad.testing` for those).
+    ValueError: an unknown name or an inconsistent ``rows``/``group_size``.
+  """
+  spec = _registered_spec(estimator)
+  fn = estimator if spec is None else spec.fn
+  if isinstance(fn, base.StatefulEstimator):
+    raise TypeError(
+      "gradient_moments: estimator is stateful (init/estimate); step it "
+      "yourself or use rgrad.testing.assert_unbiased, which does."
+    )
+  if rows is None:
+    rows = "iid" if spec is None else spec.rows
+    if group_size is None:
+      group_size = 1 if spec is None else spec.group_size
+  if rows not in base.ROWS:
+    raise ValueError(
+      f"gradient_moments: rows must be one of {base.ROWS}, got {rows!r}."
+    )
+  if group_size is None:
+    group_size = {"iid": 1, "pairs": 2}.get(rows, "batch")
+  valid = {
+    "iid": group_size == 1,
+    "pairs": group_size == 2,
+    "groups": group_size == "batch"
+    or (
+      isinstance(group_size, (int, np.integer))
+      and not isinstance(group_size, bool)
+      and group_size >= 2
+    ),
+  }[rows]
+  if not valid:
+    raise ValueError(
+      f"gradient_moments: group_size={group_size!r} does not fit "
+      f"rows={rows!r} (iid: 1, pairs: 2, groups: an int >= 2 or 'batch')."
+    )
+  return fn, rows, group_size
+
+
 def gradient_moments(
-  estimator: base.Estimator,
+  estimator: base.Estimator | str,
   function: base.CostFunction,
   params: Any,
   dist_builder: base.DistBuilder,
@@ -530,6 +638,8 @@ def gradient_moments(
   chunk_size: int = DEFAULT_CHUNK_SIZE,
   higher_moments: bool = False,
   mesh: jax.sharding.Mesh | None = None,
+  rows: str | None = None,
+  group_size: int | str | None = None,
 ) -> GradientMoments:
   r"""Mean, variance and standard error of an estimator over many samples.
 
@@ -541,73 +651,173 @@ def gradient_moments(
   device, and the estimator is traced at most three times (shapes, the
   full chunk and the partial last chunk) whatever ``num_samples``.
 
+  **Dependent rows.** The standard error :math:`\sqrt{s^2/n}` is only right
+  for independent rows. Antithetic pairs, leave-one-out batches and
+  importance-weighted (DReG) batches are not: their rows are correlated
+  within a pair or batch. The registry says which
+  (:attr:`rgrad.EstimatorSpec.rows`), and this function reads it for a
+  registered estimator (given by name, spec, or the registered function
+  itself), or takes ``rows``/``group_size``: the moments are then those of
+  the i.i.d. *unit means* (:func:`unit_means`: pair means, or group means
+  with ``group_size`` rows, or one mean per ``chunk_size`` call for
+  ``group_size="batch"``), and
+
+  * ``mean`` is the mean of all rows, as before;
+  * ``stderr`` is :math:`\sqrt{s_u^2 / n_u}` over the :math:`n_u` units;
+  * ``variance`` is the *effective variance per row*, :math:`g\, s_u^2`
+    with :math:`g` rows per unit, so that ``stderr ==
+    sqrt(variance / num_samples)`` still holds and estimators compare at
+    equal ``num_samples``: for a pair it is :math:`\sigma^2 (1 + \rho)`,
+    the row variance times one plus the within-pair correlation;
+  * ``num_nonfinite`` counts units with a non-finite entry.
+
+  An estimator whose coefficient is estimated from the call's own draws
+  (``control_variate_jacobians(..., coefficient="estimate")``) shares it
+  across the call: pass ``rows="groups", group_size="batch"``.
+
   The computation is compiled once per combination of ``estimator``,
   ``function``, ``dist_builder`` (static, compared by identity: build a
   ``functools.partial`` once and reuse it) and sizes; new ``params`` or
-  ``key`` values reuse the compilation. Extra estimator options go through
-  ``functools.partial(estimator, coupling=False)``.
+  ``key`` values reuse the compilation. The distribution is built once from
+  concrete ``params`` before compiling, so that its argument checks (a
+  negative scale, NaN logits) raise here rather than vanish under ``jit``.
 
   The samples depend on ``chunk_size`` (each chunk draws from its own key),
   so two chunk sizes give statistically equivalent, not identical, results.
 
   Args:
     estimator: a function with the shared estimator signature, returning a
-      pytree like ``params`` with leaves ``[size, *leaf.shape]``.
+      pytree like ``params`` with leaves ``[size, *leaf.shape]``; or a
+      registered name or :class:`rgrad.EstimatorSpec`.
     function: the cost, passed to `estimator`.
     params: pytree of parameters (may be traced).
     dist_builder: ``params`` -> distribution, passed to `estimator`.
     key: PRNG key (typed or raw), consumed.
-    num_samples: total number of per-sample estimates, an int >= 1.
-    chunk_size: samples per estimator call, an int >= 1; clipped to
-      ``num_samples``.
+    num_samples: total number of rows, an int >= 1 (a multiple of the unit
+      size: even for pairs, a multiple of ``chunk_size`` for batch groups).
+    chunk_size: rows per estimator call, an int >= 1; clipped to
+      ``num_samples``. For ``group_size="batch"`` it is the estimator's
+      batch size (the leave-one-out or IWAE ``K``) and matters.
     higher_moments: also compute ``variance_stderr``.
     mesh: as for :func:`moments`.
+    rows: ``"iid"``, ``"pairs"`` or ``"groups"``; None for the registry's
+      (``"iid"`` for an unregistered estimator).
+    group_size: rows per group for ``"groups"``, or ``"batch"``.
 
   Returns:
-    A :class:`GradientMoments`.
+    A :class:`GradientMoments` (``num_samples`` counts rows).
 
   Raises:
-    TypeError: `estimator`, `function` or `dist_builder` not callable, or
-      `num_samples` / `chunk_size` not ints.
-    ValueError: `num_samples` or `chunk_size` < 1, or an estimator output that
-      is not a pytree like `params` with leaves ``[size, *leaf.shape]``.
+    TypeError: `estimator`, `function` or `dist_builder` not callable, a
+      stateful estimator, or counts that are not ints.
+    ValueError: counts < 1 or not a multiple of the unit size, an unknown
+      estimator name, a `rows`/`group_size` that do not fit, invalid
+      distribution parameters, or an estimator output that is not a pytree
+      like `params` with leaves ``[size, *leaf.shape]``.
   """
   name = "gradient_moments"
+  estimator, rows, group_size = row_structure(estimator, rows, group_size)
   for what, fn in (
     ("estimator", estimator),
     ("function", function),
     ("dist_builder", dist_builder),
   ):
     _internal.check_callable(fn, what, name)
-  return moments(
-    EstimatorChunk(estimator, function, dist_builder),
+  num_samples = _internal.check_int(num_samples, name)
+  chunk_size = min(
+    _internal.check_int(chunk_size, name, what="chunk_size"), num_samples
+  )
+  per_unit = chunk_size if group_size == "batch" else int(group_size)
+  for what, value in (("num_samples", num_samples), ("chunk_size", chunk_size)):
+    if value % per_unit:
+      raise ValueError(
+        f"{name}: {what}={value} must be a multiple of {per_unit}, the rows "
+        f"of one independent unit (rows={rows!r}, group_size={group_size!r})."
+      )
+  if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(params)):
+    # Concrete params: let the distribution check them, outside jit.
+    dist_builder(params)
+  m = moments(
+    EstimatorChunk(estimator, function, dist_builder, rows, per_unit),
     key,
-    num_samples,
+    num_samples // per_unit,
     params,
-    chunk_size=chunk_size,
+    chunk_size=chunk_size // per_unit,
     higher_moments=higher_moments,
     mesh=mesh,
   )
+  if per_unit == 1:
+    return m
+  scale = lambda t: jax.tree.map(lambda x: per_unit * x, t)  # noqa: E731
+  return m._replace(
+    variance=scale(m.variance),
+    variance_stderr=None
+    if m.variance_stderr is None
+    else scale(m.variance_stderr),
+    num_samples=num_samples,
+  )
 
 
-def bias_in_stderrs(moments: GradientMoments, exact: Any) -> Any:
+# Relative accuracy of rgrad's exact references (rgrad.exact reaches 1e-10
+# in float64); the floor of the standard error in :func:`z_score`.
+REFERENCE_TOL = 1e-10
+
+
+def z_score(
+  value: Any, exact: Any, stderr: Any, reference_tol: float = REFERENCE_TOL
+) -> jax.Array:
+  r""":math:`(\hat v - v) / \sqrt{\mathrm{se}^2 + (\tau\,|v|)^2}`, elementwise.
+
+  The Monte Carlo standard error combined with the reference's own relative
+  accuracy :math:`\tau`: an estimator that is exact up to roundoff (the
+  delta-method control variate on a quadratic cost, where every estimate
+  equals the gradient and the standard error is ~1e-17) is not flagged for
+  differing from the reference in the 15th digit, which a bare
+  :math:`(\hat v - v)/\mathrm{se}` would read as -12. :math:`\tau` is
+  relative, so small gradients are not excused: a bias of 1e-11 in a
+  gradient of 1e-12 still reads as large. Equal values give 0 (also when
+  both standard error and reference are 0).
+  """
+  value, exact, stderr = (jnp.asarray(x) for x in (value, exact, stderr))
+  floor = reference_tol * jnp.maximum(jnp.abs(exact), jnp.abs(value))
+  scale = jnp.hypot(stderr, floor)
+  diff = value - exact
+  safe = jnp.where(scale > 0, scale, 1.0)
+  return jnp.where(
+    diff == 0,
+    0.0 * diff,
+    jnp.where(scale > 0, diff / safe, jnp.inf * jnp.sign(diff)),
+  )
+
+
+def bias_in_stderrs(
+  moments: GradientMoments, exact: Any, reference_tol: float = REFERENCE_TOL
+) -> Any:
   r"""Bias of the estimate in units of its standard error, per coordinate.
 
-  .. math:: z = (\hat\mu - \nabla_{\text{exact}}) / \mathrm{se}(\hat\mu).
+  .. math:: z = (\hat\mu - \nabla_{\text{exact}}) /
+            \sqrt{\mathrm{se}(\hat\mu)^2 + (\tau\,|\nabla_{\text{exact}}|)^2},
 
-  For an unbiased estimator :math:`z` is approximately standard normal, so
-  :math:`|z| < 5` is the test criterion used throughout rgrad.
+  with :math:`\tau` = `reference_tol`, the relative accuracy of the exact
+  value (:func:`z_score`: a zero-variance estimator is not read as biased by
+  roundoff). ``moments.stderr`` already accounts for dependent rows (see
+  :func:`gradient_moments`). For an unbiased estimator :math:`z` is
+  approximately standard normal, so :math:`|z| < 5` is the test criterion
+  used throughout rgrad; :mod:`rgrad.testing` turns it into a test with a
+  stated false-alarm rate and power.
 
   Args:
     moments: from :func:`gradient_moments`.
     exact: the exact gradient, a pytree like ``moments.mean`` (leaves
       broadcastable against its leaves).
+    reference_tol: relative accuracy of `exact`, >= 0.
 
   Returns:
     A pytree like ``moments.mean``.
 
   Raises:
-    ValueError: if `exact` does not have the structure of ``moments.mean``.
+    ValueError: if `exact` does not have the structure of ``moments.mean``,
+      or `reference_tol` < 0.
   """
   treedef = jax.tree.structure(moments.mean)
   if jax.tree.structure(exact) != treedef:
@@ -615,8 +825,13 @@ def bias_in_stderrs(moments: GradientMoments, exact: Any) -> Any:
       f"exact must be a pytree like moments.mean ({treedef}), got "
       f"{jax.tree.structure(exact)}."
     )
+  if not reference_tol >= 0:
+    raise ValueError(f"reference_tol must be >= 0, got {reference_tol}.")
   return jax.tree.map(
-    lambda m, e, s: (m - e) / s, moments.mean, exact, moments.stderr
+    lambda m, e, s: z_score(m, e, s, reference_tol),
+    moments.mean,
+    exact,
+    moments.stderr,
   )
 
 

@@ -235,7 +235,10 @@ class BadInputTest(parameterized.TestCase):
 
   def test_not_callable(self):
     with self.assertRaisesRegex(TypeError, "estimator must be callable"):
-      self._run(estimator="pathwise")
+      self._run(estimator=3)
+    # A string is a registry name: an unknown one lists the known ones.
+    with self.assertRaisesRegex(ValueError, "known estimators: .*pathwise"):
+      self._run(estimator="reinforce")
 
   def test_wrong_output_shape(self):
     def short(function, params, dist_builder, key, num_samples):

@@ -13,20 +13,16 @@ from experiments.estimator_variance import sweeps
 from experiments.estimator_variance.costs import PARAMS
 from rgrad import diagnostics
 
-# Relative accuracy of the quadrature references (rgrad.exact reaches 1e-10).
-# z-scores divide by the Monte Carlo standard error combined with it, so an
-# estimator that is exact up to roundoff (the delta method on the quadratic
-# cost, where h = f and every estimate equals the gradient) is not flagged
-# for differing from the reference in the 15th digit.
-REFERENCE_TOL = 1e-10
+# z-scores divide by the Monte Carlo standard error combined with the
+# references' relative accuracy (rgrad.diagnostics.z_score), so that an
+# estimator exact up to roundoff (the delta method on the quadratic cost) is
+# not flagged for differing from the reference in the 15th digit.
 # An exact variance below this is zero up to roundoff: no variance ratio.
 ZERO_VARIANCE = 1e-20
 
 
 def _z(value: float, exact_value: float, stderr: float) -> float:
-  """z-score against a reference known to `REFERENCE_TOL` (relative)."""
-  tol = REFERENCE_TOL * max(1.0, abs(exact_value))
-  return (value - exact_value) / math.hypot(stderr, tol)
+  return float(diagnostics.z_score(value, exact_value, stderr))
 
 
 def record(

@@ -1,0 +1,33 @@
+r"""rgrad.testing: check any gradient estimator against exact answers.
+
+A researcher who writes a new estimator asks two questions: is it unbiased,
+and how does its variance compare? This package answers both with tests
+that can fail, at a stated false-alarm rate and a stated power:
+
+* :func:`assert_unbiased` and :func:`assert_variance`: Holm-corrected
+  z-tests of every coordinate against the exact gradient or variance, with
+  standard errors right for the estimator's row structure and a sample size
+  chosen from the bias to detect (:mod:`rgrad.testing._asserts`);
+* :func:`gaussian_problem`: reference problems with closed-form gradients
+  and estimator variances in any dimension (:mod:`rgrad.testing._problems`);
+* the contract suite that rgrad's own tests run on every registered
+  estimator, for a user's estimator too (:mod:`rgrad.testing._contract`).
+"""
+
+from rgrad.testing._asserts import Coordinate
+from rgrad.testing._asserts import Report
+from rgrad.testing._asserts import assert_unbiased
+from rgrad.testing._asserts import assert_variance
+from rgrad.testing._problems import COSTS
+from rgrad.testing._problems import ReferenceProblem
+from rgrad.testing._problems import gaussian_problem
+
+__all__ = (
+  "COSTS",
+  "Coordinate",
+  "ReferenceProblem",
+  "Report",
+  "assert_unbiased",
+  "assert_variance",
+  "gaussian_problem",
+)
