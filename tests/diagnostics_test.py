@@ -328,14 +328,16 @@ class RealEstimatorsTest(parameterized.TestCase):
       # Per-sample g and (g - E g)^2 from one estimator call: the mean of the
       # second is the variance (the exact mean is known), and its standard
       # error comes from the same samples.
-      del dist_builder  # `both` holds params twice; build from one copy.
+      del dist_builder  # _normal_builder of both["g"], as below.
       g = estimator(function, both["g"], _normal_builder, key, num_samples)
       sq = jax.tree.map(lambda x, m: jnp.square(x - m), g, exact_mean)
       return {"g": g, "sq": sq}
 
     moments = diagnostics.gradient_moments(
+      # `both` holds params twice; the distribution is built from one copy
+      # (gradient_moments builds it once, eagerly, to check params).
       with_squares, cost, {"g": params, "sq": params},
-      _normal_builder, jax.random.key(7), 4000,
+      lambda both: _normal_builder(both["g"]), jax.random.key(7), 4000,
       chunk_size=1000,
     )  # fmt: skip
     self.assertEqual(int(moments.num_nonfinite), 0)

@@ -18,8 +18,11 @@ from rgrad.testing._asserts import Coordinate
 from rgrad.testing._asserts import Report
 from rgrad.testing._asserts import assert_unbiased
 from rgrad.testing._asserts import assert_variance
+from rgrad.testing._asserts import unbiasedness_report
+from rgrad.testing._asserts import variance_report
 from rgrad.testing._problems import COSTS
 from rgrad.testing._problems import ReferenceProblem
+from rgrad.testing._problems import conjugate_gaussian_problem
 from rgrad.testing._problems import gaussian_problem
 
 __all__ = (
@@ -29,5 +32,8 @@ __all__ = (
   "Report",
   "assert_unbiased",
   "assert_variance",
+  "conjugate_gaussian_problem",
   "gaussian_problem",
+  "unbiasedness_report",
+  "variance_report",
 )

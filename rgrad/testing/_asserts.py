@@ -312,7 +312,7 @@ def _sample_size(variance, scales, alpha, power, target, unit, what):
   return _round_up(need, unit)
 
 
-def assert_unbiased(
+def unbiasedness_report(
   estimator: Any,
   function: base.CostFunction,
   params: base.Params,
@@ -331,7 +331,10 @@ def assert_unbiased(
   rows: str | None = None,
   group_size: int | str | None = None,
 ) -> Report:
-  r"""Asserts that the estimator's mean is the exact gradient (module docs).
+  r"""Tests that the estimator's mean is the exact gradient (module docs).
+
+  :func:`assert_unbiased` raises when this report fails; use this to read
+  the z-scores whatever the outcome (calibration, tables).
 
   Args:
     estimator: a registered name, an :class:`rgrad.EstimatorSpec`, an
@@ -358,11 +361,9 @@ def assert_unbiased(
       dependent rows.
 
   Returns:
-    The :class:`Report`.
+    The :class:`Report` (``report.passed`` is the test's outcome).
 
   Raises:
-    AssertionError: some coordinate is rejected, or an estimate is
-      non-finite; the message is the report's table.
     ValueError: bad arguments, or a chosen size above `max_num_samples`.
   """
   fn, spec, name = _resolve(estimator)
@@ -420,15 +421,22 @@ def assert_unbiased(
   m = _moments(
     fn, function, params, dist_builder, key, num_samples, opts, False
   )
-  report = _report(
-    "mean", name, m, m.mean, exact, m.stderr, scales, alpha, power
-  )
+  return _report("mean", name, m, m.mean, exact, m.stderr, scales, alpha, power)
+
+
+def assert_unbiased(*args: Any, **kwargs: Any) -> Report:
+  """:func:`unbiasedness_report`, raising ``AssertionError`` when it fails.
+
+  Same arguments as :func:`unbiasedness_report`; the error's message is the
+  report's table (coordinate, mean, exact, z, p-value, detectable bias).
+  """
+  report = unbiasedness_report(*args, **kwargs)
   if not report.passed:
     raise AssertionError(report.table())
   return report
 
 
-def assert_variance(
+def variance_report(
   estimator: Any,
   function: base.CostFunction,
   params: base.Params,
@@ -443,7 +451,7 @@ def assert_variance(
   rows: str | None = None,
   group_size: int | str | None = None,
 ) -> Report:
-  r"""Asserts that the per-row variance is `exact_variance` (module docs).
+  r"""Tests that the per-row variance is `exact_variance` (module docs).
 
   For dependent rows the variance tested is the *effective* per-row
   variance, ``group_size`` times the variance of a unit mean (see
@@ -460,10 +468,9 @@ def assert_variance(
     num_samples: rows to draw.
 
   Returns:
-    The :class:`Report`.
+    The :class:`Report` (``report.passed`` is the test's outcome).
 
   Raises:
-    AssertionError: some coordinate is rejected; the message is the table.
     ValueError: bad arguments.
   """
   fn, spec, name = _resolve(estimator)
@@ -486,7 +493,7 @@ def assert_variance(
   m = _moments(fn, function, params, dist_builder, key, num_samples, opts, True)
   _, exact_flat = _flat(exact_variance)
   scales = np.where(exact_flat > 0, exact_flat, 1.0)
-  report = _report(
+  return _report(
     "variance",
     name,
     m,
@@ -497,6 +504,11 @@ def assert_variance(
     alpha,
     power,
   )
+
+
+def assert_variance(*args: Any, **kwargs: Any) -> Report:
+  """:func:`variance_report`, raising ``AssertionError`` when it fails."""
+  report = variance_report(*args, **kwargs)
   if not report.passed:
     raise AssertionError(report.table())
   return report
