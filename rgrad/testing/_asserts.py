@@ -38,6 +38,7 @@ References:
   Scandinavian Journal of Statistics 6(2), 1979.
 """
 
+import functools
 import math
 import statistics
 from typing import Any
@@ -146,17 +147,14 @@ def _resolve(estimator: Any) -> tuple[Any, Any, str]:
   return estimator, None, name
 
 
-def _stateful_moments(
-  estimator, function, params, dist_builder, key, num_samples, batch, higher
-) -> diagnostics.GradientMoments:
-  """Moments of the call means of a stateful estimator, stepped in a scan.
-
-  A stateful estimator is unbiased given its past, so its call means are
-  martingale differences around the gradient: uncorrelated, and their sample
-  variance gives the standard error of their mean.
-  """
-  calls = num_samples // batch
-  keys = jax.random.split(key, calls)
+@functools.partial(
+  jax.jit,
+  static_argnames=("estimator", "function", "dist_builder", "batch", "calls"),
+)
+def _stateful_call_means(
+  params, key, *, estimator, function, dist_builder, batch, calls
+):
+  """[calls] call means of a stateful estimator, stepped in one scan."""
 
   def step(state, k):
     jac, state = estimator.estimate(
@@ -164,8 +162,29 @@ def _stateful_moments(
     )
     return state, jax.tree.map(lambda j: j.mean(0), jac)
 
-  run = jax.jit(lambda p, ks: jax.lax.scan(step, estimator.init(p), ks)[1])
-  means = run(params, keys)  # leaves [calls, ...]
+  keys = jax.random.split(key, calls)
+  return jax.lax.scan(step, estimator.init(params), keys)[1]
+
+
+def _stateful_moments(
+  estimator, function, params, dist_builder, key, num_samples, batch, higher
+) -> diagnostics.GradientMoments:
+  """Moments of the call means of a stateful estimator.
+
+  A stateful estimator is unbiased given its past, so its call means are
+  martingale differences around the gradient: uncorrelated, and their sample
+  variance gives the standard error of their mean.
+  """
+  calls = num_samples // batch
+  means = _stateful_call_means(
+    params,
+    key,
+    estimator=estimator,
+    function=function,
+    dist_builder=dist_builder,
+    batch=batch,
+    calls=calls,
+  )  # leaves [calls, ...]
   sums = diagnostics.chunk_moment_sums(means, higher_moments=higher)
   m = diagnostics.finalize_moments(sums, calls, higher_moments=higher)
   scale = lambda t: jax.tree.map(lambda x: batch * x, t)  # noqa: E731
