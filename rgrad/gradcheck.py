@@ -20,6 +20,12 @@ compares it, leaf by leaf over a parameter pytree, with
    looser tolerance. Finite differences are meaningless at kinks (relu at 0)
    and need :math:`x \pm h` inside the domain.
 
+Both comparisons are normwise per leaf (and per point when batched) and
+relative to the leaf's reference scale, the max norm of its autodiff
+gradient, so that they mean the same at every scale of the function; a leaf
+whose reference is exactly zero has no scale and is held to an absolute bound
+instead (see :class:`Tolerances`, and ``LeafReport.rule`` for which applied).
+
 The result is a :class:`GradCheckReport`: one :class:`LeafReport` per leaf
 with the max absolute and max relative error against each reference, a
 `passed` flag against the tolerances, and a readable table (`str(report)`).
@@ -47,11 +53,32 @@ PyTree = Any
 
 @dataclasses.dataclass(frozen=True)
 class Tolerances:
-  r"""Pass criteria, :math:`|g - g_\text{ref}| \le \text{atol} + \text{rtol}
-  |g_\text{ref}|` elementwise.
+  r"""Pass criteria, normwise per leaf (and per point when batched).
 
-  Finite differences carry their own, looser pair: their error is
-  :math:`O(\epsilon^{2/3})`, not :math:`O(\epsilon)`.
+  With :math:`g` the hand gradient of one leaf at one point,
+  :math:`g_\text{ref}` the reference and :math:`\|\cdot\|` the max norm
+  over the leaf's entries:
+
+  * **relative rule**, when :math:`\|g_\text{ref}\| > 0`:
+    :math:`\|g - g_\text{ref}\| \le \text{rtol}\, \|g_\text{ref}\|`.
+    Scale-free: multiplying the function by any constant changes nothing, so
+    a wrong gradient fails at every scale (an absolute tolerance passes
+    anything small enough);
+  * **absolute rule**, when :math:`g_\text{ref}` is exactly zero (no scale
+    to be relative to): :math:`\|g\| \le \text{atol}`. This bound is in
+    the units of the gradient, so it is only meaningful when those are
+    known; it applies to exact zeros only, never to small gradients.
+
+  Finite differences carry their own, looser pair, relative to the same
+  reference scale :math:`\|g_\text{ref}\|` (the autodiff gradient, the
+  accurate one): :math:`\|g - g_\text{fd}\| \le \text{fd\_rtol}\,
+  \|g_\text{ref}\|`, or :math:`\le \text{fd\_atol}` when
+  :math:`g_\text{ref} = 0`; their error is :math:`O(\epsilon^{2/3})` of
+  the scale of :math:`f` and its derivatives, not :math:`O(\epsilon)`.
+  Normwise means that a leaf's entries much smaller than its largest one
+  are checked only to ``rtol`` times that largest one (a leaf whose gradient
+  is zero up to cancellation reads as wrong: check it as its own leaf, or
+  batched, point by point).
   """
 
   atol: float = 1e-10
@@ -60,16 +87,24 @@ class Tolerances:
   fd_rtol: float = 1e-6
 
 
+RELATIVE = "relative"
+ABSOLUTE = "absolute"
+MIXED = "mixed"
+
+
 @dataclasses.dataclass(frozen=True)
 class LeafReport:
-  """Errors of the hand gradient on one leaf of the parameters.
+  r"""Errors of the hand gradient on one leaf of the parameters.
 
-  Relative errors are normwise at each point, :math:`\\|a - b\\|_\\infty /
-  \\max(\\|a\\|_\\infty, \\|b\\|_\\infty, \\text{atol}/\\text{rtol})`,
-  maximized over the points: symmetric, and not dominated by entries or whole
-  gradients that are zero up to rounding (elementwise, 1e-17 against 5e-18
-  would read as 0.5). Below atol/rtol in magnitude the pass criterion is
-  absolute, and so is this error.
+  At each point (the leading axis when batched), with the max norm over the
+  leaf's entries: the absolute error :math:`\|g - g_\text{ref}\|` and the
+  relative error :math:`\|g - g_\text{ref}\| / \|g_\text{ref}\|`, which
+  is 0 for two exact zeros and inf for a nonzero error against an exactly
+  zero reference; the ``*_max_*`` fields are their maxima over the points.
+  ``rule`` says which pass rule of :class:`Tolerances` applied:
+  ``"relative"`` (the reference is nonzero at every point), ``"absolute"``
+  (it is exactly zero at every point) or ``"mixed"``;
+  ``zero_reference_points`` counts the points of the absolute rule.
   `fd_*` fields are None when finite differences were not run.
   """
 
@@ -78,6 +113,8 @@ class LeafReport:
   autodiff_max_abs: float
   autodiff_max_rel: float
   autodiff_passed: bool
+  rule: str = RELATIVE
+  zero_reference_points: int = 0
   fd_max_abs: float | None = None
   fd_max_rel: float | None = None
   fd_passed: bool | None = None
@@ -145,9 +182,11 @@ class GradCheckReport:
     lines = [
       f"gradcheck {self.name!r}: {status} ({self.num_points} point(s);"
       f" autodiff atol={tol.atol:g} rtol={tol.rtol:g}, finite differences"
-      f" atol={tol.fd_atol:g} rtol={tol.fd_rtol:g})",
-      f"{'leaf':<24}{'shape':<14}{'ad max abs':>12}{'ad max rel':>12}"
-      f"{'ok':>4}{'fd max abs':>12}{'fd max rel':>12}{'ok':>4}",
+      f" atol={tol.fd_atol:g} rtol={tol.fd_rtol:g}; normwise, rel rule"
+      " where the reference is nonzero, abs rule where it is exactly 0)",
+      f"{'leaf':<24}{'shape':<14}{'rule':>5}{'ad max abs':>12}"
+      f"{'ad max rel':>12}{'ok':>4}{'fd max abs':>12}{'fd max rel':>12}"
+      f"{'ok':>4}",
     ]
 
     def fmt(v):
@@ -159,7 +198,7 @@ class GradCheckReport:
     for leaf in self.leaves:
       lines.append(
         f"{leaf.path[:23]:<24}{str(leaf.shape)[:13]:<14}"
-        f"{fmt(leaf.autodiff_max_abs)}{fmt(leaf.autodiff_max_rel)}"
+        f"{leaf.rule[:3]:>5}{fmt(leaf.autodiff_max_abs)}{fmt(leaf.autodiff_max_rel)}"
         f"{ok(leaf.autodiff_passed)}{fmt(leaf.fd_max_abs)}"
         f"{fmt(leaf.fd_max_rel)}{ok(leaf.fd_passed)}"
       )
@@ -293,31 +332,48 @@ def finite_difference_gradient(function: Callable, params: PyTree) -> PyTree:
   return jax.tree_util.tree_unflatten(treedef, result)
 
 
-def _errors(hand, ref, atol, rtol, batched):
-  hand, ref = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
-  diff = np.abs(hand - ref)
-  # Normwise at each point (the leading axis when batched).
-  axes = tuple(range(1 if batched else 0, diff.ndim))
-  num = np.max(diff, axis=axes, initial=0.0)
-  # The denominator is floored at atol / rtol, the magnitude below which the
-  # pass criterion is absolute: a gradient that is zero up to rounding then
-  # reads as a tiny error, not as 100%, and `rel <= rtol` tracks `passed`.
-  floor = atol / rtol if rtol > 0 else 0.0
-  scale = np.maximum(
-    np.maximum(
-      np.max(np.abs(hand), axis=axes, initial=0.0),
-      np.max(np.abs(ref), axis=axes, initial=0.0),
-    ),
-    floor,
-  )
+def _per_point_max(x, batched):
+  """Max of |x| over each point's entries: ``[num_points]`` (1 if unbatched).
+
+  NaN propagates (np.max does), so a NaN entry shows and fails.
+  """
+  x = np.abs(np.asarray(x, np.float64))
+  x = x.reshape((x.shape[0] if batched else 1, -1))
+  return np.max(x, axis=1)
+
+
+def _compare(hand, other, scale, atol, rtol, batched):
+  """Normwise errors of `hand` against `other`, relative to `scale`.
+
+  Args:
+    hand: the hand gradient of one leaf.
+    other: the reference to compare with (autodiff or finite differences).
+    scale: ``[num_points]``, the leaf's reference scale at each point: the
+      max norm of the autodiff gradient.
+    atol, rtol: the rules of :class:`Tolerances`.
+    batched: whether the leading axis is the points'.
+
+  Returns:
+    ``(max abs error, max rel error, passed)``.
+  """
+  hand = np.asarray(hand, np.float64)
+  diff = _per_point_max(hand - np.asarray(other, np.float64), batched)
+  zero = scale == 0.0
   with np.errstate(invalid="ignore", divide="ignore"):
-    rel = np.where(scale > 0, num / np.where(scale > 0, scale, 1.0), 0.0)
-  rel = np.where(np.isnan(num), np.nan, rel)
-  # A NaN anywhere must fail, and must show in the maxima (np.max propagates
-  # it), never be skipped.
-  ok = bool(np.all(diff <= atol + rtol * np.abs(ref)))
-  ok = ok and bool(np.all(np.isfinite(hand)))
+    # 0/0 (two exact zeros) reads 0, x/0 reads inf; NaN stays NaN.
+    rel = np.where(zero & (diff == 0.0), 0.0, diff / scale)
+  ok = np.where(zero, diff <= atol, diff <= rtol * scale)
+  # A NaN or inf anywhere -- in the hand gradient or in the reference --
+  # must fail and show in the maxima, never be skipped.
+  ok = bool(np.all(ok)) and bool(np.all(np.isfinite(hand)))
+  ok = ok and bool(np.all(np.isfinite(scale)))
   return float(np.max(diff)), float(np.max(rel)), ok
+
+
+def _rule(num_zero: int, num_points: int) -> str:
+  if num_zero == 0:
+    return RELATIVE
+  return ABSOLUTE if num_zero == num_points else MIXED
 
 
 # ---------------------------------------------------------------------------
@@ -413,13 +469,16 @@ def check_gradients(
   for leaf_name, shape, g, r, f in zip(
     names, shapes, hand_leaves, ref_leaves, fd_leaves, strict=True
   ):
-    ad_abs, ad_rel, ad_ok = _errors(
-      g, r, tolerances.atol, tolerances.rtol, batched
+    scale = _per_point_max(r, batched)  # [num_points]
+    # Against an exact zero ||g - ref|| = ||g||: the absolute rule.
+    ad_abs, ad_rel, ad_ok = _compare(
+      g, r, scale, tolerances.atol, tolerances.rtol, batched
     )
+    num_zero = int(np.sum(scale == 0.0))
     fd_fields = {}
     if f is not None:
-      fd_abs, fd_rel, fd_ok = _errors(
-        g, f, tolerances.fd_atol, tolerances.fd_rtol, batched
+      fd_abs, fd_rel, fd_ok = _compare(
+        g, f, scale, tolerances.fd_atol, tolerances.fd_rtol, batched
       )
       fd_fields = dict(fd_max_abs=fd_abs, fd_max_rel=fd_rel, fd_passed=fd_ok)
     leaves.append(
@@ -429,6 +488,8 @@ def check_gradients(
         autodiff_max_abs=ad_abs,
         autodiff_max_rel=ad_rel,
         autodiff_passed=ad_ok,
+        rule=_rule(num_zero, scale.size),
+        zero_reference_points=num_zero,
         **fd_fields,
       )
     )

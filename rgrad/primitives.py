@@ -1,9 +1,12 @@
 r"""Primitives with hand-derived derivatives.
 
 Every function here comes with its derivative worked out by hand, in closed
-form, and written so that both stay finite wherever the mathematics is finite
-(for `sigmoid`, `softplus`, `tanh`, `logsumexp` and the cross-entropy that
-means :math:`|x|` up to :math:`10^4` even in float32). The derivatives are the
+form, and written so that both stay finite wherever the result is
+representable: for `sigmoid`, `softplus`, `tanh`, `softmax`, `logsumexp` and
+the cross-entropy that means :math:`|x|` up to :math:`10^4` even in float32
+(tested), while `exp` and its derivative overflow for :math:`x > 88.7` in
+float32 (:math:`709.8` in float64) and `log`'s derivative and the negative
+powers blow up near 0. The derivatives are the
 reference that :mod:`rgrad.chain_rule` and :mod:`rgrad.backprop` compose, and
 the test-suite checks every one against `jax.grad`.
 

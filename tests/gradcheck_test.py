@@ -60,9 +60,10 @@ class CheckGradientsTest(parameterized.TestCase):
     self.assertIn("FAILED", str(report))
     self.assertIn(" NO", str(report))
 
-  def test_relative_error_is_normwise_with_a_floor(self):
-    # A component, or a whole gradient, that is zero up to rounding (1e-17
-    # off) must not read as a large relative error; a real 10% error must.
+  def test_relative_error_is_normwise_per_leaf(self):
+    # Normwise: an entry off by 1e-17 next to an entry of 2 is rounding; the
+    # same 1e-17 next to an entry of 1e-16 is a 10% error, and fails (the
+    # criterion has no absolute floor below which errors are forgiven).
     def function(p):
       return jnp.sum(p["x"] ** 2)
 
@@ -75,20 +76,101 @@ class CheckGradientsTest(parameterized.TestCase):
     )
     self.assertLess(report.autodiff_max_rel, 1e-16)
     self.assertTrue(report.passed, str(report))
+    self.assertEqual(report.leaves[0].rule, "relative")
     tiny = {"x": jnp.array([0.0, 5e-17], jnp.float64)}
     report = gradcheck.check_gradients(
       function, off_by_tiny, tiny, finite_differences=False
     )
-    self.assertLess(report.autodiff_max_rel, 1e-16)
-    self.assertTrue(report.passed, str(report))
+    self.assertAlmostEqual(report.autodiff_max_rel, 0.1, places=12)
+    self.assertFalse(report.passed, str(report))
     report = gradcheck.check_gradients(
       function,
       lambda p: {"x": 2.2 * p["x"]},
       {"x": jnp.array([0.0, 3.0], jnp.float64)},
       finite_differences=False,
     )
-    self.assertAlmostEqual(report.autodiff_max_rel, 0.6 / 6.6, places=12)
+    self.assertAlmostEqual(report.autodiff_max_rel, 0.6 / 6.0, places=12)
     self.assertFalse(report.passed)
+
+  @parameterized.parameters(1e-12, 1e-8, 1e-4, 1.0, 1e4, 1e8, 1e12)
+  def test_verdict_does_not_depend_on_the_scale(self, scale):
+    # f = s * sum(sin(w)^2), grad = s * sin(2w). The verdicts must be the
+    # same at every scale s: the right gradient passes both references, a
+    # wrong formula with the wrong sign and an all-zero gradient (each 100%
+    # or more off) fail both. Under the old absolute floor (atol = 1e-10)
+    # both wrong ones passed at s = 1e-11.
+    w = {"w": jnp.asarray([0.3, -1.2, 2.0, 0.7], jnp.float64)}
+
+    def function(p):
+      return scale * jnp.sum(jnp.square(jnp.sin(p["w"])))
+
+    right = lambda p: {"w": scale * jnp.sin(2.0 * p["w"])}
+    wrong = lambda p: {"w": -2.0 * scale * jnp.square(jnp.cos(p["w"]))}
+    zero = lambda p: {"w": jnp.zeros_like(p["w"])}
+    report = gradcheck.check_gradients(function, right, w)
+    self.assertTrue(report.passed, str(report))
+    self.assertLess(report.autodiff_max_rel, 1e-14, str(report))
+    self.assertLess(report.fd_max_rel, 1e-8, str(report))
+    for bad in (wrong, zero):
+      report = gradcheck.check_gradients(function, bad, w)
+      self.assertFalse(report.leaves[0].autodiff_passed, str(report))
+      self.assertFalse(report.leaves[0].fd_passed, str(report))
+      self.assertGreaterEqual(report.autodiff_max_rel, 1.0, str(report))
+      self.assertEqual(report.leaves[0].rule, "relative")
+
+  def test_exactly_zero_reference_uses_the_absolute_rule(self):
+    # d/dx sum(x^2) = 0 at x = 0 exactly: no scale to be relative to, so the
+    # hand gradient must itself be below atol (absolute), and the report
+    # says that this rule applied.
+    function = lambda x: jnp.sum(x**2)
+    x = jnp.zeros(3, jnp.float64)
+    report = gradcheck.check_gradients(function, lambda x: 2.0 * x, x)
+    self.assertTrue(report.passed, str(report))
+    self.assertEqual(report.leaves[0].rule, "absolute")
+    self.assertEqual(report.leaves[0].zero_reference_points, 1)
+    self.assertEqual(report.autodiff_max_rel, 0.0)
+    self.assertIn("abs", str(report))
+    report = gradcheck.check_gradients(
+      function, lambda x: 2.0 * x + 1e-9, x, finite_differences=False
+    )
+    self.assertFalse(report.passed, str(report))
+    self.assertEqual(report.autodiff_max_rel, float("inf"))
+    self.assertAlmostEqual(report.autodiff_max_abs, 1e-9, delta=1e-24)
+    # Under atol, and reported as such.
+    loose = gradcheck.Tolerances(atol=1e-8)
+    report = gradcheck.check_gradients(
+      function,
+      lambda x: 2.0 * x + 1e-9,
+      x,
+      finite_differences=False,
+      tolerances=loose,
+    )
+    self.assertTrue(report.passed, str(report))
+    # Strict JSON still: the inf relative error becomes null.
+    json.dumps(report.to_dict(), allow_nan=False)
+
+  def test_batched_rule_is_per_point(self):
+    # One point with an exact-zero gradient (x = 0), one without: "mixed";
+    # each point is judged on its own scale, so a 1e-3 relative error at
+    # the small point fails even though the other point is 1e6 larger.
+    function = lambda x: jnp.sum(x**2)
+    xs = jnp.asarray([[0.0, 0.0], [1e6, 1e-6]], jnp.float64)
+    report = gradcheck.check_gradients(
+      function, lambda x: 2.0 * x, xs, batched=True, finite_differences=False
+    )
+    self.assertTrue(report.passed, str(report))
+    self.assertEqual(report.leaves[0].rule, "mixed")
+    self.assertEqual(report.leaves[0].zero_reference_points, 1)
+    xs = jnp.asarray([[1e6, 1.0], [1e-6, 1e-6]], jnp.float64)
+    report = gradcheck.check_gradients(
+      function,
+      lambda x: 2.0 * x * jnp.where(x < 1e-3, 1.001, 1.0),
+      xs,
+      batched=True,
+      finite_differences=False,
+    )
+    self.assertFalse(report.passed, str(report))
+    self.assertAlmostEqual(report.autodiff_max_rel, 1e-3, places=9)
 
   def test_slightly_wrong_gradient_fails(self):
     # Off by 1e-8 relative: below FD's resolution, caught by autodiff.
@@ -148,6 +230,7 @@ class CheckGradientsTest(parameterized.TestCase):
     self.assertTrue(d["passed"])
     table = report.table()
     self.assertIn("ad max abs", table)
+    self.assertIn("rule", table)
     self.assertLen(table.splitlines(), 4)
 
   def test_tolerances_are_respected(self):

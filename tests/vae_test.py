@@ -19,6 +19,7 @@ import rgrad
 from experiments import vae
 from experiments.common import config as config_lib
 from experiments.configs import vae as vae_config
+from experiments.vae import evaluation as vae_evaluation
 from experiments.vae import gradients as vae_gradients
 from experiments.vae import train as vae_train
 
@@ -220,6 +221,57 @@ class EncoderGradientTest(absltest.TestCase):
         / np.sqrt(se2 + reference_se2)[noisy]
       )
       self.assertLess(float(z.max()), 5.0, msg=name)
+
+
+class SignalToNoiseTest(absltest.TestCase):
+  """The SNR of R replicate estimates, against draws with a known mean."""
+
+  _SEEDS, _R, _DIM = 400, 16, 200
+
+  def _estimates(self, mean):
+    # Per seed: R i.i.d. N(mean, I) draws of a 200-coordinate gradient, as a
+    # two-leaf pytree (the sums run over leaves). tr Sigma = 200.
+    draws = mean + jax.random.normal(
+      jax.random.key(0), (self._SEEDS, self._R, self._DIM), jnp.float64
+    )
+    grads = {
+      "a": draws[..., :150],
+      "b": draws[..., 150:].reshape(self._SEEDS, self._R, 10, 5),
+    }
+    out = jax.vmap(vae_evaluation.signal_to_noise)(grads)
+    old = jnp.sqrt(
+      jnp.sum(jnp.square(draws.mean(1)), -1) / out["grad_variance"]
+    )  # the former plug-in ||g_bar|| / sqrt(tr S)
+    return jax.tree.map(np.asarray, out), np.asarray(old)
+
+  def test_no_signal_reads_zero(self):
+    # E g = 0: SNR = 0. Per seed grad_snr_sq has sd ~ sqrt(2/d)/R = 0.006,
+    # so over 400 seeds 5 SE ~ 0.0016, against the old formula's bias of
+    # 1/R = 0.0625 in SNR^2 (it read sqrt(1/R) = 0.25).
+    out, old = self._estimates(0.0)
+    snr_sq = out["grad_snr_sq"]
+    se = snr_sq.std(ddof=1) / np.sqrt(self._SEEDS)
+    self.assertLess(abs(snr_sq.mean()), 5 * se)
+    self.assertLess(5 * se, 0.1 / self._R)
+    np.testing.assert_allclose(old.mean(), np.sqrt(1 / self._R), rtol=0.05)
+    # The clipped square root is biased up by the estimate's own noise only
+    # (~0.03 here), not by sqrt(1/R) = 0.25.
+    self.assertLess(out["grad_snr"].mean(), 0.1)
+    np.testing.assert_array_equal(
+      out["grad_snr"], np.sqrt(np.maximum(snr_sq, 0.0))
+    )
+    np.testing.assert_allclose(
+      out["grad_variance"].mean(), self._DIM, rtol=0.01
+    )
+
+  def test_unit_signal(self):
+    # E g = 1 in every coordinate: ||E g||^2 / tr Sigma = 1. Per seed sd ~
+    # sqrt(4 / (R d)) = 0.035: 5 SE over 400 seeds ~ 0.009, so this detects
+    # a 1% bias in SNR^2 (the old formula's is 1/R = 6%).
+    out, _ = self._estimates(1.0)
+    snr_sq = out["grad_snr_sq"]
+    se = snr_sq.std(ddof=1) / np.sqrt(self._SEEDS)
+    self.assertLess(abs(snr_sq.mean() - 1.0), 5 * se)
 
 
 class BadFlagsTest(parameterized.TestCase):

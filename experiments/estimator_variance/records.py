@@ -45,7 +45,7 @@ def record(
     The record.
 
   Raises:
-    ValueError: a non-finite exact variance (the quadrature failed).
+    ValueError: a non-finite exact gradient or variance.
   """
   mean = float(moments.mean[index, 0])
   variance = float(moments.variance[index, 0])
@@ -53,11 +53,20 @@ def record(
   var_se = float(moments.variance_stderr[index, 0])
   exact_mean = float(exact_mean)
   exact_variance = float(exact_variance)
-  if not math.isfinite(exact_variance):
-    raise ValueError(
-      f"non-finite exact variance at {fields}: the quadrature reference "
-      "failed (too few exact_num_points for this cost?)."
-    )
+  for what, value in (("gradient", exact_mean), ("variance", exact_variance)):
+    if not math.isfinite(value):
+      # Not a matter of too few points: the rules themselves are finite at
+      # any size (rgrad.exact), and too few points give a finite, inaccurate
+      # value (tests/estimator_variance_test.py checks that the default
+      # exact_num_points has converged on the default grids).
+      raise ValueError(
+        f"non-finite exact {what} ({value}) at {fields}: the cost, or the "
+        "integrand of this estimator's variance, is NaN or inf at some "
+        "quadrature node (it overflows float64 in the tails the rule "
+        "reaches, or is undefined there); more exact_num_points reach "
+        "further into the tails and do not help. Run rgrad.exact on this "
+        "cost and point outside jax.jit for the details."
+      )
   return dict(
     **fields,
     mean=mean,

@@ -2,7 +2,7 @@
 
 * ``metrics.json``::
 
-    {"schema_version": 1,
+    {"schema_version": 2,
      "config": {...},                       # the config used
      "estimators": ["pathwise", ...],       # the ones trained, in order
      "data": {"num_train": int, "num_test": int, "dim": 64},
@@ -16,13 +16,16 @@
           "test_iwae": float,               # IWAE bound, num_eval_samples
           "grad_variance": float,           # trace of the encoder-gradient
                                             # covariance (sum over params)
-          "grad_snr": float,                # ||mean|| / sqrt(grad_variance)
+          "grad_snr_sq": float,             # unbiased (||mean||^2 -
+                                            # grad_variance / R) /
+                                            # grad_variance; may be < 0
+          "grad_snr": float,                # sqrt(max(grad_snr_sq, 0))
           "baseline": float}, ...]},        # moving-average baseline value
      "final": {"<estimator>": {<last row>}}}
 
 * ``metrics.csv``: the history rows, one per (estimator, step), with columns
   ``estimator, step, wall_time_s, train_elbo, test_elbo, test_iwae,
-  grad_variance, grad_snr, baseline``.
+  grad_variance, grad_snr_sq, grad_snr, baseline``.
 
 The figures are :mod:`experiments.vae.plots`'; the checkpoints
 :mod:`experiments.vae.checkpoints`'. Files are written on process 0 only
@@ -44,10 +47,11 @@ METRIC_FIELDS = (
   "test_elbo",
   "test_iwae",
   "grad_variance",
+  "grad_snr_sq",
   "grad_snr",
   "baseline",
 )
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: grad_snr unbiased (see evaluation), grad_snr_sq
 
 
 def metrics(

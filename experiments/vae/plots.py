@@ -143,7 +143,7 @@ def plot_gradient_variance(
   )
   axes[1].set(
     xlabel="step",
-    ylabel="||mean|| / sqrt(trace cov)",
+    ylabel="sqrt(max(||mean||^2 - trace cov / R, 0) / trace cov)",
     title="encoder-gradient signal-to-noise ratio",
   )
   axes[0].legend()

@@ -25,7 +25,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from rgrad import _internal
 from rgrad.exact._quadrature import DEFAULT_NUM_POINTS
 from rgrad.exact._quadrature import LocScale
 from rgrad.exact._quadrature import ScalarCost
@@ -92,6 +94,24 @@ def delta_expansion(f: ScalarCost, loc: jax.typing.ArrayLike) -> DeltaExpansion:
   return DeltaExpansion(center=loc, value=f0, slope=f1, curvature=f2)
 
 
+def _check_finite_inputs(inputs) -> None:
+  """Raises if a concrete input of the residual is NaN or inf.
+
+  A non-finite coefficient or Taylor expansion makes the residual
+  :math:`f - c h` non-finite at every node; name it here rather than let
+  the score-function variance blame the cost.
+  """
+  for label, values in inputs.items():
+    arrays = [_internal.concrete(v) for v in values]
+    if any(a is None for a in arrays):
+      continue  # traced
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+      raise ValueError(
+        f"delta_method_variance: {label} is non-finite "
+        f"({[a.tolist() for a in arrays]}); the exact variance would be NaN."
+      )
+
+
 def coefficient_pair(coefficient) -> tuple[jax.Array, jax.Array]:
   """A scalar, a ``[2]`` array or a pair -> ``(c_mu, c_sigma)``."""
   if isinstance(coefficient, (tuple, list)):
@@ -152,11 +172,18 @@ def delta_method_variance(
 
   Raises:
     ValueError, TypeError: as :func:`rgrad.exact.exact_gradient`, or if
-      `loc`, `scale` or `coefficient` have the wrong shape.
+      `loc`, `scale` or `coefficient` have the wrong shape, or (when
+      concrete) if the coefficient or the expansion is non-finite.
   """
   expansion = delta_expansion(f, loc)
   _check_scalar(jnp.asarray(scale), "scale")
   pair = coefficient_pair(coefficient)
+  _check_finite_inputs(
+    {
+      "coefficient": pair,
+      "the expansion's f(loc), f'(loc), f''(loc)": expansion[1:],
+    }
+  )
 
   def component(c: jax.Array, index: int) -> jax.Array:
     residual = lambda x: f(x) - c * expansion(x)

@@ -6,6 +6,9 @@ computed once by NumPy in float64 at trace time (static sizes):
 
 * Gauss--Hermite for :math:`E[q(\epsilon)]`, :math:`\epsilon \sim N(0,1)`
   (:func:`normal_rule`): exact for polynomials of degree :math:`< 2n`.
+  Like the Gauss--Laguerre rule it is computed by Golub--Welsch with the
+  weights in log space, so both stay finite for any number of nodes
+  (NumPy's ``hermgauss`` and ``laggauss`` return NaN from about 375 and 180).
 * Double-sided Maxwell, density :math:`m^2\phi(m)`: the Gauss--Hermite rule
   with weights multiplied by :math:`m^2`, since
   :math:`E_M[q(M)] = E_\epsilon[q(\epsilon)\epsilon^2]`.
@@ -35,6 +38,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from rgrad import _internal
 
 ScalarCost = Callable[[jax.Array], jax.Array]
 
@@ -68,22 +73,89 @@ class Rule(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
+def _hermite_recurrence(x: np.ndarray, n: int):
+  r"""Orthonormal Hermite values at `x`, rescaled to stay finite.
+
+  The probabilists' Hermite polynomials, orthonormal for the standard normal,
+  satisfy :math:`\sqrt{j+1}\,p_{j+1} = x p_j - \sqrt{j}\,p_{j-1}`. At the
+  outermost nodes (:math:`|x| \approx 2\sqrt n`) they grow like
+  :math:`e^{x^2/4}`, past the float64 range for :math:`n \gtrsim 350`: as in
+  :func:`_laguerre_recurrence`, every step divides by the running
+  :math:`\sqrt{\sum_{i \le j} p_i^2}` and keeps its logarithm instead.
+
+  Returns:
+    ``(p_n, p_{n-1}, total, log_scale)``, all ``[len(x)]``: the first two
+    divided by :math:`S = e^{\mathrm{log\_scale}}` and ``total`` equal to
+    :math:`\sum_{j<n} p_j^2 / S^2`.
+  """
+  p_prev = np.zeros_like(x)  # p_{-1}
+  p = np.ones_like(x)  # p_0
+  total = np.ones_like(x)
+  log_scale = np.zeros_like(x)
+  for j in range(1, n + 1):
+    p_prev, p = p, (x * p - math.sqrt(j - 1) * p_prev) / math.sqrt(j)  # p_j
+    if j < n:
+      total = total + p * p
+      s = np.sqrt(total)  # >= |p_j|, |p_{j-1}|: all stay <= 1
+      p, p_prev, total = p / s, p_prev / s, total / (s * s)
+      log_scale = log_scale + np.log(s)
+  return p, p_prev, total, log_scale
+
+
 @functools.cache
 def normal_rule(num_points: int) -> Rule:
   r"""Gauss--Hermite rule for :math:`E[q(\epsilon)]`, standard normal.
 
-  ``hermgauss`` integrates against :math:`e^{-t^2}`; substituting
-  :math:`\epsilon = \sqrt2 t` gives weights :math:`w/\sqrt\pi`.
+  ``numpy.polynomial.hermite.hermgauss`` returns NaN weights from 375 nodes
+  on (its weights divide by polynomial values that overflow) and NaN nodes
+  by 1,000. Here, following Golub and Welsch (1969), the nodes are the
+  eigenvalues of the symmetric tridiagonal Jacobi matrix of the
+  probabilists' Hermite recurrence (zero diagonal, off-diagonal
+  :math:`\sqrt{k}`, :math:`k = 1, \dots, n-1`), polished by two Newton
+  steps on :math:`p_n` (with :math:`p_n' = \sqrt{n}\,p_{n-1}`); the weights
+  come from the Christoffel function, :math:`w_i = 1 / \sum_{j<n}
+  p_j(x_i)^2`, a sum of positive terms evaluated in log space (rather than
+  as squared first eigenvector components, which are accurate only to
+  ~1e-16 absolute), then normalized to the exact zeroth moment 1. Nodes and
+  weights are symmetrized (:math:`x_{n-1-i} = -x_i`, equal weights), so the
+  rule integrates every odd function to 0. Weights below ~1e-308 (at
+  :math:`|x| \gtrsim 37.6`, where any integrand of interest is negligible)
+  lose digits (subnormal) or underflow to exactly 0, never to NaN.
 
   Args:
     num_points: number of nodes, a Python int >= 2.
 
   Returns:
-    The :class:`Rule`; exact for polynomials of degree < ``2 num_points``.
+    The :class:`Rule`, nodes increasing; exact for polynomials of degree
+    < ``2 num_points``.
+
+  Raises:
+    ValueError: if the rule is not finite (never seen to 1,000 nodes; a
+      guard).
+
+  References:
+    Golub, Welsch. Calculation of Gauss quadrature rules. Math. Comp. 23
+    (1969), 221-230.
   """
   check_num_points(num_points)
-  t, w = np.polynomial.hermite.hermgauss(num_points)
-  return Rule(nodes=math.sqrt(2.0) * t, weights=w / math.sqrt(math.pi))
+  n = num_points
+  off = np.sqrt(np.arange(1, n, dtype=np.float64))
+  x = np.linalg.eigvalsh(np.diag(off, 1) + np.diag(off, -1))
+  x = 0.5 * (x - x[::-1])  # exactly symmetric; the middle node of odd n is 0
+  for _ in range(2):
+    p_n, p_prev, _, _ = _hermite_recurrence(x, n)
+    x = x - p_n / (math.sqrt(n) * p_prev)  # Newton: p_n / p_n'
+    x = 0.5 * (x - x[::-1])
+  _, _, total, log_scale = _hermite_recurrence(x, n)
+  log_w = -(np.log(total) + 2.0 * log_scale)
+  log_w = 0.5 * (log_w + log_w[::-1])
+  # Normalize to the exact zeroth moment, E[1] = 1 (log-sum-exp).
+  top = np.max(log_w)
+  log_w = log_w - (top + np.log(np.sum(np.exp(log_w - top))))
+  weights = np.exp(log_w)
+  if not (np.all(np.isfinite(x)) and np.all(np.isfinite(weights))):
+    raise ValueError(f"Gauss--Hermite rule failed for num_points={n}.")
+  return Rule(nodes=x, weights=weights)
 
 
 def _laguerre_recurrence(u: np.ndarray, n: int):
@@ -259,6 +331,78 @@ def prepare(f, loc, scale, num_points):
   dtype = jnp.result_type(loc, scale, float)
   loc, scale = jnp.broadcast_arrays(loc.astype(dtype), scale.astype(dtype))
   return loc, scale
+
+
+def check_finite_result(
+  name: str,
+  results: dict[str, jax.Array],
+  integrands: dict[str, tuple[jax.Array, ...]] | None = None,
+  inputs: dict[str, jax.typing.ArrayLike] | None = None,
+) -> None:
+  """Raises if a concrete exact result is NaN or inf; a no-op when traced.
+
+  An exact reference that is not finite is no reference: rather than return
+  it, say which result went non-finite and why, as far as can be told: a
+  non-finite input (`loc`, a baseline), or an integrand (the cost, or its
+  derivative, at the quadrature nodes) that is non-finite there -- a cost
+  that overflows in the tails the rule reaches -- or, with every integrand
+  finite, a weighted sum that overflowed. Under ``jax.jit`` the values are
+  unknown and propagate.
+
+  Args:
+    name: the public function, for the message.
+    results: label -> result array (e.g. ``{"d/dmu": ..., "d/dsigma": ...}``).
+    integrands: label -> the values summed by the rules (each
+      ``[..., num_nodes]``), e.g. ``{"f": (fx,)}``.
+    inputs: label -> an argument (``loc``, ``baseline``), to blame a
+      non-finite one.
+
+  Raises:
+    ValueError: naming every non-finite result and the likely cause.
+  """
+  bad = []
+  for label, value in results.items():
+    array = _internal.concrete(value)
+    if array is None:
+      return  # traced
+    count = int(np.sum(~np.isfinite(array)))
+    if count:
+      kinds = "/".join(
+        k
+        for k, m in (("nan", np.isnan(array)), ("inf", np.isinf(array)))
+        if np.any(m)
+      )
+      bad.append(f"{label} ({kinds} at {count} of {array.size} entries)")
+  if not bad:
+    return
+  causes = []
+  for label, value in (inputs or {}).items():
+    array = _internal.concrete(value)
+    if array is not None and not np.all(np.isfinite(array)):
+      causes.append(f"{label} is non-finite")
+  for label, values in (integrands or {}).items():
+    arrays = [_internal.concrete(v) for v in values]
+    if any(a is None for a in arrays):
+      continue
+    count = sum(int(np.sum(~np.isfinite(a))) for a in arrays)
+    size = sum(a.size for a in arrays)
+    if count:
+      causes.append(
+        f"{label} is non-finite at {count} of {size} quadrature nodes "
+        "(a cost that overflows in the tails the rule reaches, or has no "
+        "finite moments under this Gaussian; fewer num_points reach less far"
+        " into the tails)"
+      )
+  if not causes:
+    causes.append(
+      "every integrand is finite at the nodes, so the weighted sum "
+      "overflowed float64 (rescale the cost)"
+    )
+  raise ValueError(
+    f"{name}: the exact result is non-finite: {', '.join(bad)}; "
+    + "; ".join(causes)
+    + "."
+  )
 
 
 def apply(f: ScalarCost, x: jax.Array) -> jax.Array:

@@ -35,6 +35,19 @@ class EstimatorMoments(NamedTuple):
   variance: LocScale
 
 
+def _check_moments(name, mean_loc, mean_scale, var_loc, var_scale, *args):
+  q.check_finite_result(
+    name,
+    {
+      "mean of d/dmu": mean_loc,
+      "mean of d/dsigma": mean_scale,
+      "variance of d/dmu": var_loc,
+      "variance of d/dsigma": var_scale,
+    },
+    *args,
+  )
+
+
 # ---------------------------------------------------------------------------
 # The gradient.
 # ---------------------------------------------------------------------------
@@ -74,7 +87,11 @@ def exact_gradient(
     `loc` and `scale`.
 
   Raises:
-    ValueError: if `scale` is concrete and not positive, or `num_points < 2`.
+    ValueError: if `scale` is concrete and not positive, or `num_points < 2`;
+      or, when the values are concrete (outside ``jax.jit``), if a result is
+      NaN or inf: the message names it and the likely cause (a non-finite
+      `loc`, or a cost that is non-finite at quadrature nodes). Under
+      ``jit`` a non-finite result propagates.
     TypeError: if `f` is not callable or not scalar-valued.
   """
   loc, scale = q.prepare(f, loc, scale, num_points)
@@ -84,6 +101,12 @@ def exact_gradient(
   eps = jnp.asarray(eps, fx.dtype)
   d_loc = q.expect(weights, centred * eps) / scale
   d_scale = q.expect(weights, centred * (jnp.square(eps) - 1.0)) / scale
+  q.check_finite_result(
+    "exact_gradient",
+    {"d/dmu": d_loc, "d/dsigma": d_scale},
+    {"f": (fx,)},
+    {"loc": loc},
+  )
   return LocScale(loc=d_loc, scale=d_scale)
 
 
@@ -117,7 +140,15 @@ def cost_mean_and_variance(
   """
   loc, scale = q.prepare(f, loc, scale, num_points)
   eps, weights = q.normal_rule(num_points)
-  return q.mean_and_variance(weights, q.apply(f, q.at(loc, scale, eps)))
+  fx = q.apply(f, q.at(loc, scale, eps))
+  mean, variance = q.mean_and_variance(weights, fx)
+  q.check_finite_result(
+    "cost_mean_and_variance",
+    {"mean": mean, "variance": variance},
+    {"f": (fx,)},
+    {"loc": loc},
+  )
+  return mean, variance
 
 
 # ---------------------------------------------------------------------------
@@ -159,6 +190,15 @@ def pathwise_moments(
   mean_loc, var_loc = q.mean_and_variance(weights, df)
   mean_scale, var_scale = q.mean_and_variance(
     weights, df * jnp.asarray(eps, df.dtype)
+  )
+  _check_moments(
+    "pathwise_moments",
+    mean_loc,
+    mean_scale,
+    var_loc,
+    var_scale,
+    {"f'": (df,)},
+    {"loc": loc},
   )
   return EstimatorMoments(
     LocScale(mean_loc, mean_scale), LocScale(var_loc, var_scale)
@@ -237,6 +277,15 @@ def score_function_moments(
   )
   mean_scale, var_scale = q.mean_and_variance(
     weights, centred * (jnp.square(eps) - 1.0) / scale[..., None]
+  )
+  _check_moments(
+    "score_function_moments",
+    mean_loc,
+    mean_scale,
+    var_loc,
+    var_scale,
+    {"f": (fx,)},
+    {"loc": loc, "baseline": baseline},
   )
   return EstimatorMoments(
     LocScale(mean_loc, mean_scale), LocScale(var_loc, var_scale)
@@ -328,6 +377,7 @@ def measure_valued_moments(
   r_nodes, r_weights = q.rayleigh_rule(num_points)
   f_plus = q.apply(f, q.at(loc, scale, r_nodes))  # f(mu + sigma r)
   f_minus = q.apply(f, q.at(loc, scale, -r_nodes))  # f(mu - sigma r)
+  evaluated = (f_plus, f_minus)  # every cost value, for the finiteness check
   if coupling:
     mean_loc, var_loc = q.mean_and_variance(
       r_weights, c_loc * (f_plus - f_minus)
@@ -346,16 +396,25 @@ def measure_valued_moments(
     mean_scale, var_scale = q.mean_and_variance(
       mu_weights, c_scale * (f_max - f_gauss)
     )
+    evaluated += (f_max, f_gauss)
   else:
     m, w_m = q.maxwell_rule(num_points)
     eps, w_n = q.normal_rule(num_points)
-    m_plus, v_plus = q.mean_and_variance(
-      w_m, c_scale * q.apply(f, q.at(loc, scale, m))
-    )
-    m_minus, v_minus = q.mean_and_variance(
-      w_n, c_scale * q.apply(f, q.at(loc, scale, eps))
-    )
+    f_max = q.apply(f, q.at(loc, scale, m))  # f(mu + sigma M)
+    f_gauss = q.apply(f, q.at(loc, scale, eps))  # f(mu + sigma eps)
+    m_plus, v_plus = q.mean_and_variance(w_m, c_scale * f_max)
+    m_minus, v_minus = q.mean_and_variance(w_n, c_scale * f_gauss)
     mean_scale, var_scale = m_plus - m_minus, v_plus + v_minus
+    evaluated += (f_max, f_gauss)
+  _check_moments(
+    "measure_valued_moments",
+    mean_loc,
+    mean_scale,
+    var_loc,
+    var_scale,
+    {"f": evaluated},
+    {"loc": loc},
+  )
   return EstimatorMoments(
     LocScale(mean_loc, mean_scale), LocScale(var_loc, var_scale)
   )
