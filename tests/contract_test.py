@@ -1,94 +1,31 @@
 """The contract every registered estimator meets, run over the registry.
 
 As optax's ``contrib/_common_test.py`` runs one suite over every optimizer,
-this file runs one suite over every entry of ``rgrad.ESTIMATORS`` whose
-objective is ``"expectation"`` (the variational estimators have their own
-reference problems in tests/variational_test.py), and over a toy estimator
-that a "user" registers with ``rgrad.register_estimator``: what the registry
-says of an estimator (its capabilities, its row structure, its minimum
-sample count, its statefulness) is what the suite checks it against.
+this file runs rgrad's public contract (:mod:`rgrad.testing`: output
+structure, jit/vmap with one trace per shape, bad inputs, unbiasedness on the
+reference problem of the estimator's objective) over every entry of
+``rgrad.ESTIMATORS``, and over a toy estimator that a "user" registers with
+``rgrad.register_estimator``: what the registry says of an estimator is what
+the suite checks it against.
 
-The reference problem is :math:`f(x) = \\sum_i \\cos(k x_i)` under
-:math:`N(\\mu, \\mathrm{diag}\\,\\sigma^2)`, with the closed form (derived here,
-sharing no code with rgrad)
-
-  E f = sum_i exp(-k^2 s_i^2 / 2) cos(k m_i),
-  d/dm_i = -k exp(-k^2 s_i^2 / 2) sin(k m_i),
-  d/ds_i = -k^2 s_i exp(-k^2 s_i^2 / 2) cos(k m_i).
-
-Standard errors come from independent replicates: each of ``_REPLICATES``
-calls of the estimator (or steps of a stateful one) with its own key gives
-one mean over ``_BATCH`` rows, and those call means are independent (for a
-stateful estimator, martingale differences: unbiased given the past and so
-uncorrelated), whatever the rows' structure inside a call (pairs, groups).
+Power: ``rgrad.testing.check_unbiased`` sizes each run so that a 5% bias in
+any coordinate is caught with probability >= 0.95 (each report states its
+detectable bias, asserted <= 5% below), at a family-wise false-alarm rate of
+1e-3. The mutation tests check that claim: every estimator with its output
+scaled by 0.95 or 1.05 fails.
 """
 
 import chex
 import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 from absl.testing import absltest
 from absl.testing import parameterized
 
 import rgrad
-from rgrad import _internal
 from rgrad import base
+from rgrad import testing
 
-# k m_i near +-pi/4, so that neither sin(k m_i) nor cos(k m_i), and so no
-# coordinate of the exact gradient, is small next to the estimators' spread.
-_K = 1.0
-_LOC = np.array([0.7, -0.8, 0.9])
-_SCALE = np.array([0.8, 0.6, 1.0])
-_BATCH = 16  # rows per call: even (pairs), >= 2 (leave-one-out)
-# Independent calls, 1.6 million rows per estimator: enough for a 5 SE test
-# to detect a 5% bias in every coordinate of every built-in estimator (the
-# hardest, the antithetic score function's scale gradient, detects 4.6%).
-_REPLICATES = 100_000
 _DETECTABLE = 0.05
-
-
-def _params():
-  return {"loc": jnp.asarray(_LOC), "scale": jnp.asarray(_SCALE)}
-
-
-def _normal(params):
-  return rgrad.Normal(params["loc"], params["scale"])
-
-
-def _cost(x):
-  return jnp.sum(jnp.cos(_K * x))
-
-
-def _exact_gradient():
-  damp = np.exp(-0.5 * (_K * _SCALE) ** 2)
-  return {
-    "loc": -_K * damp * np.sin(_K * _LOC),
-    "scale": -(_K**2) * _SCALE * damp * np.cos(_K * _LOC),
-  }
-
-
-def _call_means(spec, key, replicates=_REPLICATES, batch=_BATCH):
-  """[replicates] independent call means, a pytree like params."""
-  params = _params()
-  keys = jax.random.split(key, replicates)
-  if spec.stateful:
-
-    def step(state, k):
-      jac, state = spec.fn.estimate(_cost, params, _normal, k, batch, state)
-      return state, jax.tree.map(lambda j: j.mean(0), jac)
-
-    _, means = jax.jit(lambda ks: jax.lax.scan(step, spec.fn.init(params), ks))(
-      keys
-    )
-    return means
-
-  def one(k):
-    return jax.tree.map(
-      lambda j: j.mean(0), spec.fn(_cost, params, _normal, k, batch)
-    )
-
-  return jax.jit(jax.vmap(one))(keys)
 
 
 def _toy_score_function(function, params, dist_builder, key, num_samples):
@@ -126,107 +63,23 @@ class _Contract:
 
   name: str
 
-  @property
-  def spec(self) -> rgrad.EstimatorSpec:
-    return rgrad.get_estimator(self.name)
-
-  def _estimate(self, key, num_samples=_BATCH, params=None):
-    params = _params() if params is None else params
-    spec = self.spec
-    if spec.stateful:
-      state = spec.fn.init(params)
-      jac, _ = spec.fn.estimate(_cost, params, _normal, key, num_samples, state)
-      return jac
-    return spec.fn(_cost, params, _normal, key, num_samples)
-
   def test_spec_is_valid(self):
-    rgrad.registry.check_spec(self.spec, self.name)
-    self.assertEqual(self.spec.objective, "expectation")
-    # Normal has every capability an expectation estimator asks for here.
-    missing = _internal.missing_capabilities(
-      _normal(_params()), self.spec.distributions
-    )
-    self.assertEqual(missing, [])
+    rgrad.registry.check_spec(rgrad.get_estimator(self.name), self.name)
 
   def test_output_is_per_sample_pytree_like_params(self):
-    jac = self._estimate(jax.random.key(0))
-    chex.assert_trees_all_equal_structs(jac, _params())
-    chex.assert_shape((jac["loc"], jac["scale"]), (_BATCH, 3))
-    self.assertTrue(all(np.isfinite(v).all() for v in jax.tree.leaves(jac)))
+    testing.check_output(self.name)
+
+  def test_jit_and_vmap_one_trace_per_shape(self):
+    testing.check_jit_and_vmap(self.name)
+
+  def test_bad_inputs_raise_naming_them(self):
+    testing.check_bad_inputs(self.name)
 
   @pytest.mark.slow
   def test_unbiased_on_the_reference_problem(self):
-    # The smallest detectable bias is 5 SE of the mean of the call means,
-    # relative to |exact|; the test asserts it is under 5% for every
-    # coordinate, so a 5%-wrong estimator cannot pass.
-    means = _call_means(self.spec, jax.random.key(1))
-    exact = _exact_gradient()
-    for leaf in ("loc", "scale"):
-      m = np.asarray(means[leaf])  # [replicates, 3]
-      se = m.std(0, ddof=1) / np.sqrt(m.shape[0])
-      z = (m.mean(0) - exact[leaf]) / se
-      detectable = 5 * se / np.abs(exact[leaf])
-      self.assertLess(
-        detectable.max(), _DETECTABLE, f"{self.name} {leaf}: too little power"
-      )
-      np.testing.assert_array_less(
-        np.abs(z), 5.0, err_msg=f"{self.name} {leaf}: z = {z}"
-      )
-
-  def test_jit_and_vmap_one_trace_per_shape(self):
-    params = _params()
-
-    chex.clear_trace_counter()
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def run(params, key):
-      return self._estimate(key, params=params)
-
-    keys = jax.random.split(jax.random.key(2), 3)
-    eager = self._estimate(keys[0], params=params)
-    jitted = run(params, keys[0])
-    run(params, keys[1])  # new key, same shapes: no new trace
-    chex.assert_trees_all_close(jitted, eager, rtol=1e-10, atol=1e-12)
-    batched = jax.vmap(lambda k: self._estimate(k, params=params))(keys)
-    chex.assert_trees_all_close(
-      jax.tree.map(lambda b: b[0], batched), eager, rtol=1e-10, atol=1e-12
-    )
-
-  def test_rejects_too_few_samples(self):
-    too_few = self.spec.min_num_samples - 1
-    with self.assertRaisesRegex(ValueError, "num_samples must be >="):
-      self._estimate(jax.random.key(3), num_samples=too_few)
-    if self.spec.rows == "pairs":
-      with self.assertRaisesRegex(ValueError, "must be even"):
-        self._estimate(jax.random.key(3), num_samples=_BATCH + 1)
-
-  def test_rejects_a_distribution_without_its_capabilities(self):
-    class Opaque:  # draws, but none of the capabilities estimators need
-      reparameterized = False
-
-      def sample(self, key, sample_shape=()):
-        return jax.random.normal(key, tuple(sample_shape) + (3,))
-
-    needs = [c for c in self.spec.distributions if c != "sample"]
-    with self.assertRaises((TypeError, ValueError)) as raised:
-      spec = self.spec
-      fn = spec.fn.estimate if spec.stateful else spec.fn
-      args = (_cost, _params(), lambda p: Opaque(), jax.random.key(4), _BATCH)
-      fn(*args, *((spec.fn.init(_params()),) if spec.stateful else ()))
-    message = str(raised.exception)
-    # The error names the object and a capability it lacks (or, for
-    # pathwise, the missing pathwise sampler).
-    self.assertIn("Opaque", message)
-    self.assertTrue(
-      any(c in message for c in needs) or "pathwise sampler" in message,
-      message,
-    )
-
-
-_EXPECTATION = rgrad.registry.estimators_for(
-  objective="expectation", stateful=None
-)
+    report = testing.check_unbiased(self.name)
+    # Sized for it; a size change that loses power fails here.
+    self.assertLessEqual(report.max_detectable, 1.05 * _DETECTABLE, report)
 
 
 def _suite(name: str) -> type:
@@ -237,7 +90,7 @@ def _suite(name: str) -> type:
   )
 
 
-for _name in _EXPECTATION:
+for _name in rgrad.registry.BUILTIN_NAMES:
   globals()[f"Contract_{_name}_Test"] = _suite(_name)
 
 
@@ -260,24 +113,44 @@ class RegisteredToyContractTest(_Contract, parameterized.TestCase):
     self.assertIs(rgrad.ESTIMATORS[self.name], _TOY)
     self.assertIn(self.name, rgrad.registry.estimators_for())
 
+  def test_check_estimator_runs_every_check(self):
+    testing.check_estimator(self.name, checks=("output", "bad_inputs"))
+    with self.assertRaisesRegex(ValueError, "unknown checks"):
+      testing.check_estimator(self.name, checks=("speed",))
 
-class ContractCanFailTest(absltest.TestCase):
-  """The unbiasedness check rejects an estimator that is 5% off."""
 
-  def test_a_biased_estimator_fails(self):
-    def biased(function, params, dist_builder, key, num_samples):
-      jac = rgrad.score_function_jacobians(
-        function, params, dist_builder, key, num_samples
-      )
-      return jax.tree.map(lambda j: 1.05 * j, jac)
+def _scaled(spec: rgrad.EstimatorSpec, factor: float) -> rgrad.EstimatorSpec:
+  """`spec` with every estimate multiplied by `factor`: a biased mutant."""
+  scale = lambda jac: jax.tree.map(lambda j: factor * j, jac)  # noqa: E731
+  if spec.stateful:
 
-    rgrad.register_estimator("biased_toy", _TOY._replace(fn=biased))
-    try:
-      suite = _suite("biased_toy")("test_unbiased_on_the_reference_problem")
-      with self.assertRaises(AssertionError):
-        suite.test_unbiased_on_the_reference_problem()
-    finally:
-      rgrad.unregister_estimator("biased_toy")
+    def estimate(*args):
+      jac, state = spec.fn.estimate(*args)
+      return scale(jac), state
+
+    return spec._replace(fn=base.StatefulEstimator(spec.fn.init, estimate))
+  return spec._replace(fn=lambda *args: scale(spec.fn(*args)))
+
+
+class MutationTest(parameterized.TestCase):
+  """Each estimator scaled by 0.95 or 1.05 fails the unbiasedness check.
+
+  One mutant per estimator (alternating 0.95 and 1.05 in registry order)
+  keeps CI time down; the calibration test in tests/testing_test.py
+  measures the detection rate over 200 seeds.
+  """
+
+  @pytest.mark.slow
+  @parameterized.parameters(
+    *[
+      (name, 0.95 if i % 2 else 1.05)
+      for i, name in enumerate(rgrad.registry.BUILTIN_NAMES)
+    ]
+  )
+  def test_a_biased_estimator_fails(self, name, factor):
+    mutant = _scaled(rgrad.get_estimator(name), factor)
+    with self.assertRaisesRegex(AssertionError, "REJECTED"):
+      testing.check_unbiased(mutant, key=jax.random.key(11))
 
 
 class RegistryTest(absltest.TestCase):
@@ -341,10 +214,15 @@ class RegistryTest(absltest.TestCase):
     )
 
   def test_stateful_moving_average_matches_the_functions(self):
+    problem = testing.reference_problem(rgrad.get_estimator("pathwise"))
+    params, _cost, _normal = (
+      problem.params,
+      problem.function,
+      problem.dist_builder,
+    )
     # The stateful estimator is the moving-average functions, threaded.
     spec = rgrad.get_estimator("score_function_moving_average")
     self.assertIsInstance(spec.fn, base.StatefulEstimator)
-    params = _params()
     state = spec.fn.init(params)
     ref = rgrad.moving_average_baseline_init()
     for step in range(3):

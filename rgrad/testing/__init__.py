@@ -20,20 +20,36 @@ from rgrad.testing._asserts import assert_unbiased
 from rgrad.testing._asserts import assert_variance
 from rgrad.testing._asserts import unbiasedness_report
 from rgrad.testing._asserts import variance_report
+from rgrad.testing._contract import CHECKS
+from rgrad.testing._contract import batch_size
+from rgrad.testing._contract import check_bad_inputs
+from rgrad.testing._contract import check_estimator
+from rgrad.testing._contract import check_jit_and_vmap
+from rgrad.testing._contract import check_output
+from rgrad.testing._contract import check_unbiased
+from rgrad.testing._contract import reference_problem
 from rgrad.testing._problems import COSTS
 from rgrad.testing._problems import ReferenceProblem
 from rgrad.testing._problems import conjugate_gaussian_problem
 from rgrad.testing._problems import gaussian_problem
 
 __all__ = (
+  "CHECKS",
   "COSTS",
   "Coordinate",
   "ReferenceProblem",
   "Report",
   "assert_unbiased",
   "assert_variance",
+  "batch_size",
+  "check_bad_inputs",
+  "check_estimator",
+  "check_jit_and_vmap",
+  "check_output",
+  "check_unbiased",
   "conjugate_gaussian_problem",
   "gaussian_problem",
+  "reference_problem",
   "unbiasedness_report",
   "variance_report",
 )

@@ -1,0 +1,249 @@
+r"""The contract every estimator meets, as functions a user's tests can call.
+
+As optax's ``contrib/_common_test.py`` runs one suite over every optimizer,
+rgrad runs this one over every entry of :data:`rgrad.ESTIMATORS` (in
+``tests/contract_test.py``), and a researcher runs it on an estimator they
+register: what the :class:`rgrad.EstimatorSpec` says (capabilities, row
+structure, minimum sample count, statefulness, objective) is what each
+check holds the estimator to.
+
+* :func:`check_output` - a pytree like ``params``, leaves
+  ``[num_samples, *leaf.shape]``, finite on a benign problem;
+* :func:`check_jit_and_vmap` - the same numbers eagerly, under ``jax.jit``
+  (traced once per shape: a new key reuses the compilation) and under
+  ``jax.vmap`` over keys;
+* :func:`check_bad_inputs` - too few samples, an odd count for pairs and a
+  distribution without the needed capabilities raise errors naming them;
+* :func:`check_unbiased` - :func:`rgrad.testing.assert_unbiased` on the
+  reference problem of the spec's objective, with the kit's default sizes:
+  a 5% bias in any coordinate is caught with probability >= 0.95, and a
+  correct estimator fails with probability <= 1e-3;
+* :func:`check_estimator` - all of them.
+
+Each raises ``AssertionError`` naming the estimator and what failed.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import chex
+import jax
+import numpy as np
+
+from rgrad import registry
+from rgrad.testing import _asserts
+from rgrad.testing import _problems
+
+
+def _spec(estimator: Any) -> registry.EstimatorSpec:
+  if isinstance(estimator, str):
+    return registry.get_estimator(estimator)
+  return registry.check_spec(estimator, "estimator")
+
+
+def reference_problem(
+  spec: registry.EstimatorSpec,
+) -> _problems.ReferenceProblem:
+  r"""The contract's reference problem for ``spec.objective``.
+
+  Built on each call, in the current default dtype (float64 under x64).
+  For expectations, :math:`\sum_i \cos(x_i)` with :math:`k \mu_i` near
+  :math:`\pm\pi/4`, so that no coordinate of the exact gradient is small
+  next to the estimators' spread; for the IWAE bound, a :math:`q` far
+  enough from the posterior that the IWAE and ELBO gradients differ.
+  """
+  if spec.objective == "negative_elbo":
+    return _problems.conjugate_gaussian_problem(
+      "negative_elbo", [0.3, -1.2], [1.0, 0.5], [0.2, -1.0]
+    )
+  if spec.objective == "negative_iwae_bound":
+    return _problems.conjugate_gaussian_problem(
+      "negative_iwae_bound", [1.5], [0.2], [-0.1], num_importance=2
+    )
+  return _problems.gaussian_problem(
+    "cosine", 1.0, [0.7, -0.8, 0.9], [0.8, 0.6, 1.0]
+  )
+
+
+def batch_size(spec: registry.EstimatorSpec) -> int:
+  """Rows per estimator call in the contract's runs."""
+  if spec.objective == "negative_iwae_bound":
+    return 2  # the quadrature reference's K
+  if spec.rows == "groups" or spec.stateful:
+    return max(16, spec.min_num_samples)
+  return 1024
+
+
+def _call(spec, problem, key, num_samples, params=None, dist_builder=None):
+  params = problem.params if params is None else params
+  builder = problem.dist_builder if dist_builder is None else dist_builder
+  if spec.stateful:
+    jac, _ = spec.fn.estimate(
+      problem.function, params, builder, key, num_samples, spec.fn.init(params)
+    )
+    return jac
+  return spec.fn(problem.function, params, builder, key, num_samples)
+
+
+def check_output(estimator: Any, *, num_samples: int = 16) -> None:
+  """Output is a finite pytree like params, leaves [num_samples, ...]."""
+  spec = _spec(estimator)
+  problem = reference_problem(spec)
+  n = max(num_samples, spec.min_num_samples)
+  n += n % 2 if spec.rows == "pairs" else 0
+  jac = _call(spec, problem, jax.random.key(0), n)
+  chex.assert_trees_all_equal_structs(jac, problem.params)
+  leaves = zip(
+    jax.tree.leaves(jac), jax.tree.leaves(problem.params), strict=True
+  )
+  for j, p in leaves:
+    chex.assert_shape(j, (n,) + p.shape)
+    if not np.all(np.isfinite(j)):
+      raise AssertionError(f"{spec.summary}: non-finite output")
+
+
+def check_jit_and_vmap(estimator: Any, *, num_samples: int = 16) -> None:
+  """Eager, jit (one trace per shape) and vmap over keys agree."""
+  spec = _spec(estimator)
+  problem = reference_problem(spec)
+  n = max(num_samples, spec.min_num_samples)
+  n += n % 2 if spec.rows == "pairs" else 0
+  traces = []
+
+  @jax.jit
+  def run(params, key):
+    traces.append(None)  # runs once per trace, not per call
+    return _call(spec, problem, key, n, params=params)
+
+  keys = jax.random.split(jax.random.key(2), 3)
+  eager = _call(spec, problem, keys[0], n)
+  jitted = run(problem.params, keys[0])
+  run(problem.params, keys[1])  # new key, same shapes: no new trace
+  if len(traces) != 1:
+    raise AssertionError(
+      f"{spec.summary}: traced {len(traces)} times for one shape under jit."
+    )
+  # Compilation reorders floating-point operations: agreement to roundoff.
+  tol = 1e-10 if jax.config.jax_enable_x64 else 1e-4
+  chex.assert_trees_all_close(jitted, eager, rtol=tol, atol=tol * 1e-2)
+  batched = jax.vmap(lambda k: _call(spec, problem, k, n))(keys)
+  chex.assert_trees_all_close(
+    jax.tree.map(lambda b: b[0], batched), eager, rtol=tol, atol=tol * 1e-2
+  )
+
+
+class _Opaque:
+  """Draws, but has none of the capabilities estimators need."""
+
+  reparameterized = False
+
+  def __init__(self, shape):
+    self._shape = shape
+
+  def sample(self, key, sample_shape=()):
+    return jax.random.normal(key, tuple(sample_shape) + self._shape)
+
+
+def _raises(fn, errors, pattern, what):
+  try:
+    fn()
+  except errors as e:  # noqa: PERF203
+    message = str(e)
+    if not any(p in message for p in pattern):
+      raise AssertionError(
+        f"{what}: the error does not say {pattern!r}: {message}"
+      ) from e
+    return message
+  raise AssertionError(f"{what}: no error raised")
+
+
+def check_bad_inputs(estimator: Any) -> None:
+  """Too few samples, odd pairs, missing capabilities raise clear errors."""
+  spec = _spec(estimator)
+  problem = reference_problem(spec)
+  key = jax.random.key(3)
+  too_few = spec.min_num_samples - 1
+  _raises(
+    lambda: _call(spec, problem, key, too_few),
+    (ValueError,),
+    ["num_samples must be >="],
+    f"{spec.summary} with num_samples={too_few}",
+  )
+  if spec.rows == "pairs":
+    _raises(
+      lambda: _call(spec, problem, key, 17),
+      (ValueError,),
+      ["must be even"],
+      f"{spec.summary} with an odd num_samples",
+    )
+  shape = jax.tree.leaves(problem.params)[0].shape
+  needs = [c for c in spec.distributions if c != "sample"]
+  message = _raises(
+    lambda: _call(
+      spec, problem, key, 16, dist_builder=lambda p: _Opaque(shape)
+    ),
+    (TypeError, ValueError),
+    needs + ["pathwise sampler"],
+    f"{spec.summary} with a distribution lacking {needs}",
+  )
+  if "Opaque" not in message:
+    raise AssertionError(f"the error does not name the distribution: {message}")
+
+
+def check_unbiased(
+  estimator: Any, *, key: jax.Array | None = None, **kwargs: Any
+) -> _asserts.Report:
+  """:func:`rgrad.testing.assert_unbiased` on the reference problem.
+
+  Keyword arguments go to :func:`rgrad.testing.assert_unbiased` (defaults:
+  a 5% detectable bias at power 0.95, family-wise false-alarm rate 1e-3,
+  the sample size from the exact variance where the problem has it, else a
+  pilot run).
+  """
+  spec = _spec(estimator)
+  problem = reference_problem(spec)
+  key = jax.random.key(1) if key is None else key
+  name = next(
+    (n for n, s in registry.ESTIMATORS.items() if s is spec), spec.summary
+  )
+  kwargs.setdefault("chunk_size", batch_size(spec))
+  exact_variance = problem.variances.get(name)
+  if exact_variance is not None and spec.rows == "iid" and not spec.stateful:
+    kwargs.setdefault("exact_variance", exact_variance)
+  return _asserts.assert_unbiased(
+    spec,
+    problem.function,
+    problem.params,
+    problem.dist_builder,
+    key,
+    exact=problem.gradient,
+    **kwargs,
+  )
+
+
+CHECKS = {
+  "output": check_output,
+  "jit_and_vmap": check_jit_and_vmap,
+  "bad_inputs": check_bad_inputs,
+  "unbiased": check_unbiased,
+}
+
+
+def check_estimator(
+  estimator: Any, checks: Sequence[str] = tuple(CHECKS)
+) -> None:
+  """Runs the named contract checks (default: all) on a spec or name.
+
+  Raises:
+    AssertionError: the first check that fails, named.
+    ValueError: an unknown check name.
+  """
+  unknown = [c for c in checks if c not in CHECKS]
+  if unknown:
+    raise ValueError(f"unknown checks {unknown}; known: {sorted(CHECKS)}.")
+  spec = _spec(estimator)
+  for name in checks:
+    try:
+      CHECKS[name](spec)
+    except AssertionError as e:
+      raise AssertionError(f"contract check {name!r} failed: {e}") from e
