@@ -838,10 +838,18 @@ def bias_in_stderrs(
 def signal_to_noise(moments: GradientMoments) -> Any:
   r"""Signal-to-noise ratio of the single-sample estimator, per coordinate.
 
-  .. math:: \mathrm{SNR} = |E[\hat g]| / \sqrt{\mathrm{Var}[\hat g]},
+  .. math:: \mathrm{SNR} = |E[\hat g]| / \sqrt{\mathrm{Var}[\hat g]}
 
-  estimated by ``|mean| / sqrt(variance)`` (Rainforth et al. 2018, "Tighter
-  variational bounds are not necessarily better", https://arxiv.org/abs/1802.04537).
+  (Rainforth et al. 2018, "Tighter variational bounds are not necessarily
+  better", https://arxiv.org/abs/1802.04537). The plug-in
+  ``|mean| / sqrt(variance)`` is biased upward: :math:`E[\bar g^2] =
+  (E\hat g)^2 + \sigma^2/n`, so with no signal it reads
+  :math:`\sqrt{1/n}`. This uses the unbiased estimate of the squared signal,
+  :math:`\bar g^2 - s^2/n` (``stderr**2``, which accounts for dependent
+  rows), clipped at zero before the square root:
+
+  .. math:: \widehat{\mathrm{SNR}} = \sqrt{\max(\bar g^2 - s^2/n, 0)} / s.
+
   The SNR of an average of :math:`n` samples is :math:`\sqrt n` times this.
 
   Args:
@@ -851,5 +859,8 @@ def signal_to_noise(moments: GradientMoments) -> Any:
     A pytree like ``moments.mean``.
   """
   return jax.tree.map(
-    lambda m, v: jnp.abs(m) / jnp.sqrt(v), moments.mean, moments.variance
+    lambda m, v, se: jnp.sqrt(jnp.maximum(m * m - se * se, 0.0)) / jnp.sqrt(v),
+    moments.mean,
+    moments.variance,
+    moments.stderr,
   )

@@ -270,7 +270,11 @@ class SummaryTest(absltest.TestCase):
     z = diagnostics.bias_in_stderrs(moments, {"a": jnp.array([0.0, -1.0])})
     np.testing.assert_allclose(z["a"], [2.0, -4.0])
     snr = diagnostics.signal_to_noise(moments)
-    np.testing.assert_allclose(snr["a"], [0.5, 0.5])
+    # sqrt(mean^2 - stderr^2) / sqrt(variance): the squared signal less its
+    # upward bias, not the plug-in |mean| / sd = [0.5, 0.5].
+    np.testing.assert_allclose(
+      snr["a"], [np.sqrt(1.0 - 0.25) / 2.0, np.sqrt(4.0 - 0.0625) / 4.0]
+    )
     with self.assertRaisesRegex(ValueError, "exact must be a pytree like"):
       diagnostics.bias_in_stderrs(moments, jnp.zeros(2))
 

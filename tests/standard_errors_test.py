@@ -240,6 +240,25 @@ class ValidationTest(absltest.TestCase):
     self.assertIsInstance(m.num_samples, int)
 
 
+class SignalToNoiseTest(absltest.TestCase):
+  def test_no_signal_reads_near_zero(self):
+    # Pure noise (E g = 0), n = 16 rows per run, 400 runs. With t the
+    # run's t-statistic, the plug-in SNR is |t|/sqrt(n), mean 0.2; the
+    # bias-corrected one is sqrt(max(t^2 - 1, 0))/sqrt(n), mean 0.11 (the
+    # clipping at 0 leaves that much), and exactly 0 when |t| < 1 (68%).
+    # 400 runs put the mean within +-0.01 (1 SE).
+    estimator = _shifted_noise(jnp.float64, 0.0)
+    params = {"w": jnp.zeros(())}
+    snrs = []
+    for seed in range(400):
+      m = diagnostics.gradient_moments(
+        estimator, _unused, params, _unused, jax.random.key(seed), 16
+      )
+      snrs.append(float(diagnostics.signal_to_noise(m)["w"]))
+    self.assertLess(np.mean(snrs), 0.15)
+    self.assertGreater(np.mean(np.asarray(snrs) == 0.0), 0.55)
+
+
 class ZeroVarianceFloorTest(absltest.TestCase):
   def test_exact_estimator_is_not_read_as_biased(self):
     # The delta method on a quadratic cost is exact: every row equals the
