@@ -766,20 +766,23 @@ REFERENCE_TOL = 1e-10
 def z_score(
   value: Any, exact: Any, stderr: Any, reference_tol: float = REFERENCE_TOL
 ) -> jax.Array:
-  r""":math:`(\hat v - v) / \sqrt{\mathrm{se}^2 + (\tau\,|v|)^2}`, elementwise.
+  r""":math:`(\hat v - v) / \sqrt{\mathrm{se}^2 + (\tau \max(|v|, 1))^2}`.
 
-  The Monte Carlo standard error combined with the reference's own relative
-  accuracy :math:`\tau`: an estimator that is exact up to roundoff (the
-  delta-method control variate on a quadratic cost, where every estimate
-  equals the gradient and the standard error is ~1e-17) is not flagged for
-  differing from the reference in the 15th digit, which a bare
-  :math:`(\hat v - v)/\mathrm{se}` would read as -12. :math:`\tau` is
-  relative, so small gradients are not excused: a bias of 1e-11 in a
-  gradient of 1e-12 still reads as large. Equal values give 0 (also when
-  both standard error and reference are 0).
+  Elementwise. The Monte Carlo standard error combined with the reference's
+  own accuracy :math:`\tau` (relative for :math:`|v| \ge 1`, absolute
+  below, as the quadrature references' errors are: a quantity that cancels
+  to zero is known to :math:`\tau` of the integrand's scale, not of
+  itself). So an estimator that is exact up to roundoff (the delta-method
+  control variate on a quadratic cost, where every estimate equals the
+  gradient and the standard error is ~1e-17) is not flagged for differing
+  from the reference in the 15th digit, which a bare
+  :math:`(\hat v - v)/\mathrm{se}` reads as -12. The price: differences
+  below :math:`\tau = 10^{-10}` in absolute terms are never significant, so
+  compare gradients of scale :math:`\ll 10^{-10}` after rescaling (or pass
+  ``reference_tol=0``). Equal values give 0, also with zero standard error.
   """
   value, exact, stderr = (jnp.asarray(x) for x in (value, exact, stderr))
-  floor = reference_tol * jnp.maximum(jnp.abs(exact), jnp.abs(value))
+  floor = reference_tol * jnp.maximum(jnp.abs(exact), 1.0)
   scale = jnp.hypot(stderr, floor)
   diff = value - exact
   safe = jnp.where(scale > 0, scale, 1.0)
@@ -796,10 +799,11 @@ def bias_in_stderrs(
   r"""Bias of the estimate in units of its standard error, per coordinate.
 
   .. math:: z = (\hat\mu - \nabla_{\text{exact}}) /
-            \sqrt{\mathrm{se}(\hat\mu)^2 + (\tau\,|\nabla_{\text{exact}}|)^2},
+            \sqrt{\mathrm{se}(\hat\mu)^2 + \tau^2 \max(|\nabla_{\text{exact}}|, 1)^2},
 
-  with :math:`\tau` = `reference_tol`, the relative accuracy of the exact
-  value (:func:`z_score`: a zero-variance estimator is not read as biased by
+  with :math:`\tau` = `reference_tol`, the accuracy of the exact value
+  (:func:`z_score`, whose floor is :math:`\tau \max(|v|, 1)`, the variance
+  experiment's: a zero-variance estimator is not read as biased by
   roundoff). ``moments.stderr`` already accounts for dependent rows (see
   :func:`gradient_moments`). For an unbiased estimator :math:`z` is
   approximately standard normal, so :math:`|z| < 5` is the test criterion

@@ -14,7 +14,7 @@ from experiments.estimator_variance.costs import PARAMS
 from rgrad import diagnostics
 
 # z-scores divide by the Monte Carlo standard error combined with the
-# references' relative accuracy (rgrad.diagnostics.z_score), so that an
+# references' accuracy (rgrad.diagnostics.z_score), so that an
 # estimator exact up to roundoff (the delta method on the quadratic cost) is
 # not flagged for differing from the reference in the 15th digit.
 # An exact variance below this is zero up to roundoff: no variance ratio.
