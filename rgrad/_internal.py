@@ -143,30 +143,79 @@ def build(
   return dist
 
 
+def as_cost(value: Any, what: str = "function", name: str | None = None):
+  """`value`, checked callable, wrapped in a plain Python function.
+
+  A cost may be any callable: a NumPy function (``np.sum``), a ``jax.numpy``
+  one, a ``functools.partial``, a callable object, a bound method. JAX's
+  transformations are not that tolerant: ``jax.jit`` (and ``jax.eval_shape``,
+  which is built on it) keys its caches on weak references to the function,
+  and a NumPy function (``numpy._ArrayFunctionDispatcher``) or an object with
+  ``__slots__`` has none. The first such call raises "cannot create weak
+  reference", and in jax 0.10 a later one crashes the interpreter
+  (SIGSEGV in ``jax.eval_shape``). Every estimator passes the cost through
+  here before any JAX transformation sees it, so that only this wrapper,
+  which is always weak-referenceable and hashable, ever reaches one. The
+  wrapper is new on every call: nothing is cached across estimator calls.
+
+  Raises:
+    TypeError: `value` is not callable.
+  """
+  check_callable(value, what, name)
+
+  def cost(x):
+    return value(x)
+
+  cost.__name__ = cost.__qualname__ = str(
+    getattr(value, "__name__", type(value).__name__)
+  )
+  return cost
+
+
 def check_scalar_output(
-  function: Callable[..., Any], x: jax.ShapeDtypeStruct, name: str
-) -> None:
-  """Checks, from shapes alone, that `function` maps `x` to a scalar."""
+  function: Callable[..., Any],
+  x: jax.ShapeDtypeStruct,
+  name: str,
+  what: str = "function",
+) -> Callable[..., Any]:
+  """Checks, from shapes alone, that `function` maps `x` to a scalar.
+
+  Returns:
+    `function` wrapped by :func:`as_cost`, for the caller to use from then on.
+  """
+  function = as_cost(function, what, name)
   out = jax.eval_shape(function, x)
   shape = getattr(out, "shape", None)
   if shape != ():
     got = f"shape {tuple(shape)}" if shape is not None else type(out).__name__
     raise ValueError(
-      f"{name}: function must return a scalar cost for one sample of shape "
+      f"{name}: {what} must return a scalar cost for one sample of shape "
       f"{tuple(x.shape)}, got {got}."
     )
+  return function
 
 
 def check_scalar_cost(
   function: Callable[..., Any], dist: Any, key: jax.Array, name: str
-) -> None:
-  """Checks, from shapes alone, that `function` maps one draw to a scalar."""
+) -> Callable[..., Any]:
+  """Checks, from shapes alone, that `function` maps one draw to a scalar.
+
+  Returns:
+    `function` wrapped by :func:`as_cost`, for the caller to use from then on.
+  """
   check_callable(function, "function", name)
-  check_scalar_output(function, jax.eval_shape(dist.sample, key), name)
+  return check_scalar_output(function, jax.eval_shape(dist.sample, key), name)
 
 
-def check_finite(values: jax.Array, name: str, what: str = "costs") -> None:
-  """Raises if concrete `values` contain NaN/inf; under jit they propagate."""
+def check_finite(
+  values: jax.typing.ArrayLike, name: str, what: str = "costs"
+) -> None:
+  """Raises if concrete `values` contain NaN/inf; under jit they propagate.
+
+  The one finiteness check of rgrad: outside ``jit`` the ValueError counts
+  the non-finite values ("k of n costs are non-finite"); under ``jit`` it
+  does nothing and :func:`poison_non_finite` makes the affected rows NaN.
+  """
   array = concrete(values)
   if array is None:
     return
@@ -175,18 +224,39 @@ def check_finite(values: jax.Array, name: str, what: str = "costs") -> None:
     raise ValueError(
       f"{name}: {bad} of {array.size} {what} are non-finite (NaN or inf); "
       "the gradient estimate would be meaningless. Under jax.jit they "
-      "propagate into non-finite jacobians instead."
+      "propagate into NaN jacobians instead."
     )
 
 
-def poison_non_finite(jacobians: Any, costs: jax.Array) -> Any:
-  """NaN rows of `jacobians` [n, ...] wherever `costs` [n] is not finite.
+def poison_non_finite(
+  jacobians: Any, costs: jax.Array, rows: str = "iid"
+) -> Any:
+  """NaN rows of `jacobians` [n, ...] that depend on a non-finite cost.
 
-  A gradient can be finite where the cost is not (a cost written with
-  ``jnp.where``); such a sample has no meaningful gradient, so it is made NaN
-  rather than let a finite-looking mean hide it.
+  `costs` is ``[n, ...]``: row ``i`` is bad if any entry of ``costs[i]`` is
+  NaN or infinite (a measure-valued row has ``2 F d`` costs). A gradient can
+  be finite where the cost is not (a cost written with ``jnp.where``); such
+  a sample has no meaningful gradient, so the row is made NaN, in every leaf
+  and entry, rather than let a finite-looking mean hide it. `rows` says
+  which rows a bad cost touches (:data:`rgrad.base.ROWS`):
+
+  * ``"iid"``: its own row;
+  * ``"pairs"``: both rows of its antithetic pair (``i`` and ``i + n/2``),
+    the pair being the independent unit;
+  * ``"batch"``: every row (the rows share a batch statistic, a
+    leave-one-out mean or self-normalized weights).
   """
-  poison = jnp.where(jnp.isfinite(costs), 0.0, jnp.nan)  # [num_samples]
+  costs = jnp.asarray(costs)
+  bad = ~jnp.isfinite(costs.reshape(costs.shape[0], -1)).all(axis=1)  # [n]
+  if rows == "pairs":
+    half = costs.shape[0] // 2
+    either = bad[:half] | bad[half:]
+    bad = jnp.concatenate([either, either])
+  elif rows == "batch":
+    bad = jnp.broadcast_to(bad.any(), bad.shape)
+  elif rows != "iid":
+    raise ValueError(f"rows must be 'iid', 'pairs' or 'batch', got {rows!r}.")
+  poison = jnp.where(bad, jnp.nan, 0.0)  # [num_samples]
   return jax.tree.map(lambda j: j + leading(poison, j), jacobians)
 
 

@@ -175,4 +175,8 @@ CAPABILITIES: dict[str, Capability] = {
 #   "groups": consecutive groups of `group_size` rows (or the whole batch)
 #             share a statistic (leave-one-out baselines, self-normalized
 #             importance weights); groups are i.i.d.
+# The structure is also what a non-finite cost touches: under jit its row is
+# NaN in every leaf ("iid"), both rows of its pair ("pairs"), or every row
+# of the batch for the built-in "batch" groups (leave-one-out, DReG), whose
+# rows all read every cost (rgrad._internal.poison_non_finite).
 ROWS = ("iid", "pairs", "groups")

@@ -723,6 +723,12 @@ def gradient_moments(
     ("dist_builder", dist_builder),
   ):
     _internal.check_callable(fn, what, name)
+  try:
+    hash(function)
+  except TypeError:
+    # jit keys the compilation on the cost; an unhashable callable object is
+    # wrapped in a plain function (compiled anew per call).
+    function = _internal.as_cost(function, "function", name)
   num_samples = _internal.check_int(num_samples, name)
   chunk_size = min(
     _internal.check_int(chunk_size, name, what="chunk_size"), num_samples
@@ -798,10 +804,11 @@ def bias_in_stderrs(
 ) -> Any:
   r"""Bias of the estimate in units of its standard error, per coordinate.
 
-  .. math:: z = (\hat\mu - \nabla_{\text{exact}}) /
-            \sqrt{\mathrm{se}(\hat\mu)^2 + \tau^2 \max(|\nabla_{\text{exact}}|, 1)^2},
+  .. math:: z = (\hat\mu - \nabla) /
+            \sqrt{\mathrm{se}(\hat\mu)^2 + \tau^2 \max(|\nabla|, 1)^2},
 
-  with :math:`\tau` = `reference_tol`, the accuracy of the exact value
+  with :math:`\nabla` the exact gradient, :math:`\tau` = `reference_tol`,
+  the accuracy of the exact value
   (:func:`z_score`, whose floor is :math:`\tau \max(|v|, 1)`, the variance
   experiment's: a zero-variance estimator is not read as biased by
   roundoff). ``moments.stderr`` already accounts for dependent rows (see

@@ -32,10 +32,13 @@ Each estimator asks the distribution for a capability
 needs. Validation (outside ``jit``, where values are concrete):
 ``num_samples`` must be a static Python int >= 1; ``dist_builder(params)``
 must succeed and return a distribution with those capabilities (the error
-names the missing one); ``function`` must return a scalar; a non-finite cost
-raises a ValueError that counts them. Under ``jit`` the value checks cannot
-run, and non-finite costs then propagate into non-finite jacobians: they are
-never masked or replaced, so a bad estimate cannot look finite.
+names the missing one); ``function`` (any callable: a NumPy or ``jax.numpy``
+function, a ``functools.partial``, a callable object, a bound method) must
+return a scalar; a non-finite cost raises a ValueError that counts them.
+Under ``jit`` the value checks cannot run, and every row that depends on a
+non-finite cost is NaN in every leaf instead (the gradient of a cost written
+with ``jnp.where`` is finite where the cost is not): nothing is masked or
+replaced, so a bad estimate cannot look finite.
 
 References:
   Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
@@ -100,7 +103,8 @@ def score_function_jacobians(
   Raises:
     ValueError: bad ``num_samples``, ``params`` that do not fit
       ``dist_builder``, a non-scalar cost, a baseline of the wrong shape, or
-      (outside jit) non-finite costs.
+      (outside jit) non-finite costs or baseline values; under jit the rows
+      of non-finite costs are NaN.
     TypeError: ``num_samples`` not a Python int, or ``dist_builder`` not
       returning a distribution.
 
@@ -112,13 +116,18 @@ def score_function_jacobians(
   baseline = _internal.check_row_weights(
     baseline, num_samples, name, "baseline"
   )
+  _internal.check_finite(baseline, name, "baseline values")
   noise, (costs,) = score_function_draws(
     (function,), params, dist_builder, key, num_samples, name=name
   )
   del key
+  weights = costs - baseline  # [num_samples]
   jacobians = noise_score_jacobians(
-    params, dist_builder, noise, weights=costs - baseline
+    params, dist_builder, noise, weights=weights
   )
+  # A non-finite cost (or baseline) times a score can come out finite (times
+  # a zero score) or infinite; the row is made NaN either way.
+  jacobians = _internal.poison_non_finite(jacobians, weights)
   return (jacobians, costs) if return_costs else jacobians
 
 
@@ -161,8 +170,10 @@ def score_function_draws(
   """
   num_samples = _internal.check_int(num_samples, name)
   dist = _internal.build(dist_builder, params, name, ("score",))
-  for function in functions:
+  functions = tuple(
     _internal.check_scalar_cost(function, dist, key, name)
+    for function in functions
+  )
   # The draws are data here, never differentiated through.
   xs, noise = jax.lax.stop_gradient(dist.sample_with_noise(key, (num_samples,)))
   del key
@@ -380,8 +391,10 @@ def pathwise_value_and_grads(
       "(reparameterized=False), so its samples cannot be differentiated; use "
       "score_function_jacobians instead."
     )
-  for function in functions:
+  functions = tuple(
     _internal.check_scalar_cost(function, dist, key, name)
+    for function in functions
+  )
   keys = jax.random.split(key, num_samples)
   del key
 
@@ -477,7 +490,7 @@ def measure_valued_jacobians(
       "weak_derivatives capability, e.g. the diagonal Gaussian Normal or "
       f"LogScaleNormal), got {type(dist).__name__}."
     )
-  _internal.check_scalar_cost(function, dist, key, name)
+  function = _internal.check_scalar_cost(function, dist, key, name)
 
   base_draws, parts = dist.weak_derivatives(key, num_samples, coupling=coupling)
   del key
@@ -520,4 +533,7 @@ def measure_valued_jacobians(
   cotangents = jax.tree.unflatten(jax.tree.structure(dist), leaves)
   _, pullback = jax.vjp(dist_builder, params)
   (jacobians,) = jax.vmap(pullback)(cotangents)
-  return jacobians
+  # A row is NaN if any of its 2 F d costs is not finite (a NaN in one
+  # coordinate's cost would otherwise reach only that entry, and an infinite
+  # one could cancel to a finite value).
+  return _internal.poison_non_finite(jacobians, jnp.moveaxis(all_costs, 1, 0))

@@ -72,7 +72,9 @@ def _log_weight_and_grad(
   log_joint: LogJoint,
   params: base.Params,
   dist_builder: Callable[[base.Params], Any],
-  keys: jax.Array,
+  key: jax.Array,
+  num_samples: int,
+  name: str,
 ) -> tuple[jax.Array, base.Params]:
   r"""Per-sample :math:`\log w_k` and its path-only gradient w.r.t. `params`.
 
@@ -81,13 +83,22 @@ def _log_weight_and_grad(
   `stop_gradient(params)`: the sample moves with :math:`\phi`, the density it is
   scored under does not. That removes exactly the score term
   :math:`\partial_\phi \log q_\phi(z)|_z`.
+
+  The shared checks of both estimators run here: `num_samples`, `params`
+  that fit `dist_builder`, its capabilities, a callable `log_joint` (any
+  callable, see :func:`rgrad._internal.as_cost`) and, outside jit, finite
+  costs :math:`-\log w_k`.
   """
-  probe = dist_builder(params)
+  num_samples = _internal.check_int(num_samples, name)
+  probe = _internal.build(dist_builder, params, name, ("log_prob",))
   if not getattr(probe, "reparameterized", False):
     raise TypeError(
-      f"{type(probe).__name__} is not reparameterized: STL and DReG need "
-      "samples that are differentiable functions of the parameters."
+      f"{name}: {type(probe).__name__} is not reparameterized: STL and DReG "
+      "need samples that are differentiable functions of the parameters."
     )
+  log_joint = _internal.as_cost(log_joint, "log_joint", name)
+  keys = jax.random.split(key, num_samples)
+  del key
 
   def log_weight(params: base.Params, key: jax.Array) -> jax.Array:
     z = dist_builder(params).sample(key)  # [*event_shape]
@@ -95,15 +106,19 @@ def _log_weight_and_grad(
     log_p = log_joint(z)
     if jnp.shape(log_p) != () or jnp.shape(log_q) != ():
       raise ValueError(
-        "log_joint(z) and the distribution's log_prob(z) must be scalars for "
-        f"one sample z of shape {z.shape}; got shapes {jnp.shape(log_p)} and "
-        f"{jnp.shape(log_q)} (a batch_shape other than () is not supported)."
+        f"{name}: log_joint(z) and the distribution's log_prob(z) must be "
+        f"scalars for one sample z of shape {z.shape}; got shapes "
+        f"{jnp.shape(log_p)} and {jnp.shape(log_q)} (a batch_shape other "
+        "than () is not supported)."
       )
     return log_p - log_q
 
-  return jax.vmap(jax.value_and_grad(log_weight), in_axes=(None, 0))(
+  log_w, grads = jax.vmap(jax.value_and_grad(log_weight), in_axes=(None, 0))(
     params, keys
   )
+  chex.assert_shape(log_w, (num_samples,))
+  _internal.check_finite(-log_w, name)
+  return log_w, grads
 
 
 def stl_jacobians(
@@ -149,20 +164,25 @@ def stl_jacobians(
     `return_costs=True`, `(jacobians, costs)` with costs `[num_samples]`.
 
   Raises:
-    TypeError: `num_samples` is not an int, or the distribution is not
-      reparameterized.
-    ValueError: `num_samples < 1`, or `log_joint` is not scalar-valued.
+    TypeError: `num_samples` is not an int, `log_joint` is not callable, or
+      the distribution is not reparameterized or has no `log_prob`.
+    ValueError: `num_samples < 1`, `params` that do not fit `dist_builder`,
+      a `log_joint` that is not scalar-valued, or (outside jit) non-finite
+      costs; under jit their rows are NaN (DReG: every row, since the
+      normalized weights read every cost).
 
   References:
     Roeder, Wu and Duvenaud, NeurIPS 2017, https://arxiv.org/abs/1703.09194.
   """
-  _internal.check_int(num_samples, "stl_jacobians")
-  keys = jax.random.split(key, num_samples)
+  log_w, grads = _log_weight_and_grad(
+    log_joint, params, dist_builder, key, num_samples, "stl_jacobians"
+  )
   del key
-  log_w, grads = _log_weight_and_grad(log_joint, params, dist_builder, keys)
-  chex.assert_shape(log_w, (num_samples,))
-  # The cost is the negative log weight; so is its gradient.
-  jacobians = jax.tree.map(jnp.negative, grads)
+  # The cost is the negative log weight; so is its gradient. Rows of
+  # non-finite costs are NaN (their gradient may be finite).
+  jacobians = _internal.poison_non_finite(
+    jax.tree.map(jnp.negative, grads), log_w
+  )
   if return_costs:
     return jacobians, -log_w
   return jacobians
@@ -217,19 +237,21 @@ def dreg_jacobians(
     `return_costs=True`, `(jacobians, costs)`.
 
   Raises:
-    TypeError: `num_samples` is not an int, or the distribution is not
-      reparameterized.
-    ValueError: `num_samples < 1`, or `log_joint` is not scalar-valued.
+    TypeError: `num_samples` is not an int, `log_joint` is not callable, or
+      the distribution is not reparameterized or has no `log_prob`.
+    ValueError: `num_samples < 1`, `params` that do not fit `dist_builder`,
+      a `log_joint` that is not scalar-valued, or (outside jit) non-finite
+      costs; under jit their rows are NaN (DReG: every row, since the
+      normalized weights read every cost).
 
   References:
     Tucker, Lawson, Gu and Maddison, ICLR 2019,
     https://arxiv.org/abs/1810.04152.
   """
-  _internal.check_int(num_samples, "dreg_jacobians")
-  keys = jax.random.split(key, num_samples)
+  log_w, grads = _log_weight_and_grad(
+    log_joint, params, dist_builder, key, num_samples, "dreg_jacobians"
+  )
   del key
-  log_w, grads = _log_weight_and_grad(log_joint, params, dist_builder, keys)
-  chex.assert_shape(log_w, (num_samples,))
   # Normalized weights in log space (softmax) so large |log w| stay finite; they
   # are coefficients, not differentiated through (the estimator's definition).
   w_tilde = jax.nn.softmax(jax.lax.stop_gradient(log_w))  # [num_samples]
@@ -238,7 +260,11 @@ def dreg_jacobians(
   def scale(leaf: jax.Array) -> jax.Array:
     return coeff.reshape((num_samples,) + (1,) * (leaf.ndim - 1)) * leaf
 
-  jacobians = jax.tree.map(scale, grads)
+  # Every row's weight reads every log weight: one non-finite cost makes
+  # every row NaN (a -inf log weight would otherwise just get weight 0).
+  jacobians = _internal.poison_non_finite(
+    jax.tree.map(scale, grads), log_w, rows="batch"
+  )
   if return_costs:
     return jacobians, -log_w
   return jacobians

@@ -188,19 +188,24 @@ class NoiseTest(parameterized.TestCase):
         )
 
   @parameterized.named_parameters(
-    ("normal", distributions.Normal, True),
-    ("log_scale_normal", distributions.LogScaleNormal, True),
-    ("mvn_tril", distributions.MultivariateNormalTriL, True),
-    ("bernoulli", distributions.Bernoulli, False),
-    ("gamma", distributions.Gamma, False),
+    ("normal", distributions.Normal, "standard_normal"),
+    ("log_scale_normal", distributions.LogScaleNormal, "standard_normal"),
+    ("mvn_tril", distributions.MultivariateNormalTriL, "standard_normal"),
+    ("bernoulli", distributions.Bernoulli, "draw"),
+    ("gamma", distributions.Gamma, "log_unit_gamma"),
   )
-  def test_noise_is_standard_normal_for_gaussians(self, cls, gaussian):
+  def test_noise_is_standard_normal_for_gaussians(self, cls, kind):
     fields = next(f for _, k, f in _cases() if k is cls)
     dist = cls(**fields)
     x, noise = dist.sample_with_noise(jax.random.key(4), (4,))
-    if gaussian:
+    if kind == "standard_normal":
       eps = jax.random.normal(jax.random.key(4), x.shape, x.dtype)
       np.testing.assert_array_equal(noise, eps)
+    elif kind == "log_unit_gamma":
+      # log y of x = y / rate: finite where x underflows (small alpha).
+      np.testing.assert_allclose(
+        noise, np.log(x * dist.rate), rtol=1e-12, atol=1e-12
+      )
     else:
       np.testing.assert_array_equal(noise, x)
 

@@ -78,7 +78,9 @@ def antithetic_pathwise_jacobians(
     `return_costs`, a tuple ``(jacobians, costs[num_samples])``.
 
   Raises:
-    ValueError: if `num_samples` is not an even int >= 2.
+    ValueError: if `num_samples` is not an even int >= 2, or (outside jit)
+      non-finite costs; under jit both rows of a pair with a non-finite cost
+      are NaN.
     TypeError: if the distribution is not a symmetric reparameterized one.
 
   References:
@@ -90,7 +92,7 @@ def antithetic_pathwise_jacobians(
   _internal.check_int(num_samples, name, minimum=2, even=True)
   dist = _internal.build(dist_builder, params, name)
   _check_reflection(dist)
-  _internal.check_scalar_cost(function, dist, key, name)
+  function = _internal.check_scalar_cost(function, dist, key, name)
   keys = jax.random.split(key, num_samples // 2)
   del key
 
@@ -112,6 +114,9 @@ def antithetic_pathwise_jacobians(
   )
   costs = jnp.concatenate([cost_plus, cost_minus], axis=0)  # [num_samples]
   _internal.check_finite(costs, name)
+  # The pair is the independent unit: a non-finite cost makes both its rows
+  # NaN (its gradient may be finite, e.g. for a cost written with jnp.where).
+  jacobians = _internal.poison_non_finite(jacobians, costs, rows="pairs")
   return (jacobians, costs) if return_costs else jacobians
 
 
@@ -143,7 +148,8 @@ def antithetic_score_function_jacobians(
       MultivariateNormalTriL``.
     key: a PRNG key, consumed.
     num_samples: static even Python int >= 2.
-    baseline: a constant subtracted from the costs (independent of the draws).
+    baseline: a scalar, or one value per row ``[num_samples]``, subtracted
+      from the costs; independent of the draws, finite.
     return_costs: also return the costs, in the same order as the rows.
 
   Returns:
@@ -151,21 +157,29 @@ def antithetic_score_function_jacobians(
     ``i + num_samples // 2`` are a pair.
 
   Raises:
-    ValueError: if `num_samples` is not an even int >= 2.
+    ValueError: if `num_samples` is not an even int >= 2, a baseline of the
+      wrong shape, or (outside jit) non-finite costs or baseline values;
+      under jit both rows of a pair with a non-finite cost are NaN.
     TypeError: if the distribution is not a symmetric one.
   """
   name = "antithetic_score_function_jacobians"
   _internal.check_int(num_samples, name, minimum=2, even=True)
   dist = _internal.build(dist_builder, params, name, ("score",))
   _check_reflection(dist)
-  _internal.check_scalar_cost(function, dist, key, name)
+  function = _internal.check_scalar_cost(function, dist, key, name)
+  baseline = _internal.check_row_weights(
+    baseline, num_samples, name, "baseline"
+  )
+  _internal.check_finite(baseline, name, "baseline values")
   half = jax.lax.stop_gradient(dist.sample(key, (num_samples // 2,)))
   del key
   reflected = jax.lax.stop_gradient(dist.reflect(half))
   samples = jnp.concatenate([half, reflected], axis=0)
   costs = jax.vmap(function)(samples)  # [num_samples]
   _internal.check_finite(costs, name)
+  weights = costs - baseline  # [num_samples]
   jacobians = estimators.score_jacobians(
-    params, dist_builder, samples, weights=costs - jnp.asarray(baseline)
+    params, dist_builder, samples, weights=weights
   )
+  jacobians = _internal.poison_non_finite(jacobians, weights, rows="pairs")
   return (jacobians, costs) if return_costs else jacobians

@@ -213,7 +213,9 @@ def leave_one_out_jacobians(
     spread of the rows.
 
   Raises:
-    ValueError: if `num_samples` is not an int >= 2.
+    ValueError: if `num_samples` is not an int >= 2, or (outside jit)
+      non-finite costs; under jit a non-finite cost makes every row NaN (each
+      row's baseline reads every cost).
 
   References:
     Kool, van Hoof, Welling. Buy 4 REINFORCE Samples, Get a Baseline for Free!
@@ -238,4 +240,6 @@ def leave_one_out_jacobians(
   jacobians = estimators.noise_score_jacobians(
     params, dist_builder, noise, weights=weights
   )
+  # Every baseline reads every cost: one non-finite cost makes every row NaN.
+  jacobians = _internal.poison_non_finite(jacobians, costs, rows="batch")
   return (jacobians, costs) if return_costs else jacobians

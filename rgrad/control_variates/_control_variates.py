@@ -186,11 +186,13 @@ def _paired_jacobians(
     )
     del key
     scores = estimators.noise_score_jacobians(params, dist_builder, noise)
-    f_jacobians = jax.tree.map(
-      lambda s: s * _internal.leading(costs, s), scores
+    # Rows of non-finite costs are NaN, as score_function_jacobians has them.
+    f_jacobians = _internal.poison_non_finite(
+      jax.tree.map(lambda s: s * _internal.leading(costs, s), scores), costs
     )
-    h_jacobians = jax.tree.map(
-      lambda s: s * _internal.leading(h_costs, s), scores
+    h_jacobians = _internal.poison_non_finite(
+      jax.tree.map(lambda s: s * _internal.leading(h_costs, s), scores),
+      h_costs,
     )
     return f_jacobians, h_jacobians, costs
   if estimator_fn is estimators.pathwise_jacobians:
@@ -296,7 +298,9 @@ def control_variate_jacobians(
 
   Raises:
     ValueError: for an unknown estimator or control variate name, a bad
-      `coefficient` or sample count.
+      `coefficient` (outside jit, a non-finite one too) or sample count, or
+      (outside jit) non-finite costs; under jit rows of non-finite costs
+      are NaN.
     TypeError: if the delta method gets a non-Gaussian distribution.
 
   References:
@@ -320,6 +324,10 @@ def control_variate_jacobians(
     )
   else:
     coefficient = _broadcast_coefficient(coefficient, params)
+    for leaf in jax.tree.leaves(coefficient):
+      _internal.check_finite(
+        leaf, "control_variate_jacobians", "coefficient values"
+      )
 
   cv = cv_builder(function, params, dist_builder)
   expected_grads = jax.grad(cv.expected_value)(params)  # like params

@@ -65,21 +65,28 @@ def _delta_method(
   mean = jax.lax.stop_gradient(mean)
   event_shape = mean.shape
   center = mean.reshape(-1)  # [n]
+  name = "delta_method_control_variate"
+  function = _internal.check_scalar_output(
+    function, jax.ShapeDtypeStruct(event_shape, mean.dtype), name
+  )
 
   def flat_function(v):  # [n] -> scalar
     return jnp.asarray(function(v.reshape(event_shape)))
 
-  _internal.check_scalar_output(
-    function,
-    jax.ShapeDtypeStruct(event_shape, mean.dtype),
-    "delta_method_control_variate",
-  )
   f0, grad = jax.value_and_grad(flat_function)(center)  # [], [n]
   if order == 2:
     # Forward-over-reverse: n Hessian-vector products, O(n^2) memory.
     hessian = jax.hessian(flat_function)(center)  # [n, n]
   else:
     hessian = jnp.zeros((center.size, center.size), grad.dtype)
+  # Outside jit a non-finite expansion is an error; under jit it makes every
+  # h(x), and so every row of the estimators that use it, non-finite.
+  for what, value in (
+    ("values of the cost at the mean", f0),
+    ("entries of its gradient at the mean", grad),
+    ("entries of its Hessian at the mean", hessian),
+  ):
+    _internal.check_finite(value, name, what)
 
   def value(x):
     delta = jnp.reshape(x, -1) - center  # [n]

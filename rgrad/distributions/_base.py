@@ -59,6 +59,35 @@ def check_positive(value: jax.Array, cls_name: str, field: str) -> None:
     )
 
 
+def check_finite(
+  value: jax.Array,
+  cls_name: str,
+  field: str,
+  *,
+  allow_negative_infinity: bool = False,
+) -> None:
+  """Raises if a concrete `value` has a NaN or infinite entry.
+
+  With `allow_negative_infinity`, ``-inf`` is allowed (a logit of a
+  category that is never drawn). Traced values are not checked: under
+  ``jit`` a non-finite parameter propagates into non-finite draws and
+  scores, never into finite ones.
+  """
+  concrete = _internal.concrete(value)
+  if concrete is None:
+    return
+  bad = ~np.isfinite(concrete)
+  if allow_negative_infinity:
+    bad &= ~np.isneginf(concrete)
+  if bad.any():
+    count = int(bad.sum())
+    allowed = " (or -inf)" if allow_negative_infinity else ""
+    raise ValueError(
+      f"{cls_name}: {field} must be finite{allowed}, got {count} NaN or "
+      f"infinite entr{'y' if count == 1 else 'ies'} of {concrete.size}."
+    )
+
+
 def broadcast_parameters(cls_name: str, **fields: jax.Array) -> list[jax.Array]:
   """Broadcasts parameters against each other, with a clear error."""
   try:

@@ -8,7 +8,9 @@ ones that apply.
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from rgrad import _internal
 from rgrad.distributions import _base
 
 
@@ -21,7 +23,7 @@ class Bernoulli(_base.Factorized):
   differentiable in :math:`\eta` (``reparameterized = False``).
 
   Attributes:
-    logits: ``[*batch_shape, d]`` (or scalar).
+    logits: ``[*batch_shape, d]`` (or scalar), finite.
   """
 
   _fields = ("logits",)
@@ -30,6 +32,8 @@ class Bernoulli(_base.Factorized):
 
   def __init__(self, logits: jax.typing.ArrayLike):
     logits = _base.as_float_array(logits, type(self).__name__, "logits")
+    # An infinite logit makes log_prob inf - inf = NaN at its likely value.
+    _base.check_finite(logits, type(self).__name__, "logits")
     object.__setattr__(self, "logits", logits)
 
   @property
@@ -64,7 +68,8 @@ class Categorical(_base.Distribution):
   integer indices (event shape ``()``); ``reparameterized = False``.
 
   Attributes:
-    logits: ``[*batch_shape, k]``.
+    logits: ``[*batch_shape, k]``, finite or ``-inf`` (a category that is
+      never drawn), at least one finite per distribution.
   """
 
   _fields = ("logits",)
@@ -78,6 +83,15 @@ class Categorical(_base.Distribution):
       raise ValueError(
         f"{name}: logits must have shape [..., k] with k >= 1, got "
         f"{list(logits.shape)}."
+      )
+    # -inf masks a category (it is never drawn); NaN and +inf make the
+    # softmax NaN, as does a distribution whose every logit is -inf.
+    _base.check_finite(logits, name, "logits", allow_negative_infinity=True)
+    concrete = _internal.concrete(logits)
+    if concrete is not None and not np.isfinite(concrete).any(-1).all():
+      raise ValueError(
+        f"{name}: logits must have at least one finite entry per "
+        "distribution (all -inf leaves nothing to draw)."
       )
     object.__setattr__(self, "logits", logits)
 

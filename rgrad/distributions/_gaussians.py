@@ -173,7 +173,9 @@ class Normal(_DiagonalGaussian):
     loc = _base.as_float_array(loc, name, "loc")
     scale = _base.as_float_array(scale, name, "scale")
     loc, scale = _base.broadcast_parameters(name, loc=loc, scale=scale)
+    _base.check_finite(loc, name, "loc")
     _base.check_positive(scale, name, "scale")
+    _base.check_finite(scale, name, "scale")
     object.__setattr__(self, "loc", loc)
     object.__setattr__(self, "scale", scale)
 
@@ -238,6 +240,8 @@ class LogScaleNormal(_DiagonalGaussian):
     loc, log_scale = _base.broadcast_parameters(
       name, loc=loc, log_scale=log_scale
     )
+    _base.check_finite(loc, name, "loc")
+    _base.check_finite(log_scale, name, "log_scale")
     object.__setattr__(self, "loc", loc)
     object.__setattr__(self, "log_scale", log_scale)
 
@@ -336,6 +340,9 @@ class MultivariateNormalTriL(_StandardNormalNoise, _base.Distribution):
       ) from e
     loc = jnp.broadcast_to(loc, batch + (d,))
     scale_tril = jnp.broadcast_to(scale_tril, batch + (d, d))
+    _base.check_finite(loc, name, "loc")
+    # Only the lower triangle is read; the strict upper one may hold anything.
+    _base.check_finite(jnp.tril(scale_tril), name, "scale_tril")
     _base.check_positive(
       jnp.diagonal(scale_tril, axis1=-2, axis2=-1), name, "diag(scale_tril)"
     )

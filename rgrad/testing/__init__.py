@@ -11,7 +11,9 @@ that can fail, at a stated false-alarm rate and a stated power:
 * :func:`gaussian_problem`: reference problems with closed-form gradients
   and estimator variances in any dimension (:mod:`rgrad.testing._problems`);
 * the contract suite that rgrad's own tests run on every registered
-  estimator, for a user's estimator too (:mod:`rgrad.testing._contract`).
+  estimator, for a user's estimator too (:mod:`rgrad.testing._contract`),
+  including non-finite propagation and any-callable costs
+  (:func:`assert_robust`, :mod:`rgrad.testing._robustness`).
 """
 
 from rgrad.testing._asserts import Coordinate
@@ -32,6 +34,10 @@ from rgrad.testing._problems import COSTS
 from rgrad.testing._problems import ReferenceProblem
 from rgrad.testing._problems import conjugate_gaussian_problem
 from rgrad.testing._problems import gaussian_problem
+from rgrad.testing._robustness import assert_accepts_any_callable
+from rgrad.testing._robustness import assert_propagates_non_finite
+from rgrad.testing._robustness import assert_robust
+from rgrad.testing._robustness import default_problem
 
 __all__ = (
   "CHECKS",
@@ -39,6 +45,9 @@ __all__ = (
   "Coordinate",
   "ReferenceProblem",
   "Report",
+  "assert_accepts_any_callable",
+  "assert_propagates_non_finite",
+  "assert_robust",
   "assert_unbiased",
   "assert_variance",
   "batch_size",
@@ -48,6 +57,7 @@ __all__ = (
   "check_output",
   "check_unbiased",
   "conjugate_gaussian_problem",
+  "default_problem",
   "gaussian_problem",
   "reference_problem",
   "unbiasedness_report",

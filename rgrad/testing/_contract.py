@@ -18,6 +18,9 @@ check holds the estimator to.
   reference problem of the spec's objective, with the kit's default sizes:
   a 5% bias in any coordinate is caught with probability >= 0.95, and a
   correct estimator fails with probability <= 1e-3;
+* :func:`rgrad.testing.assert_robust` - a NaN or infinite cost poisons
+  the rows it touches under jit and raises outside it, and NumPy functions,
+  partials, callable objects and bound methods work as costs;
 * :func:`check_estimator` - all of them.
 
 Each raises ``AssertionError`` naming the estimator and what failed.
@@ -33,6 +36,7 @@ import numpy as np
 from rgrad import registry
 from rgrad.testing import _asserts
 from rgrad.testing import _problems
+from rgrad.testing import _robustness
 
 
 def _spec(estimator: Any) -> registry.EstimatorSpec:
@@ -223,6 +227,7 @@ def check_unbiased(
 
 CHECKS = {
   "output": check_output,
+  "robust": _robustness.assert_robust,
   "jit_and_vmap": check_jit_and_vmap,
   "bad_inputs": check_bad_inputs,
   "unbiased": check_unbiased,
