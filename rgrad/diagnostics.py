@@ -752,15 +752,25 @@ def gradient_moments(
     higher_moments=higher_moments,
     mesh=mesh,
   )
-  if per_unit == 1:
-    return m
-  scale = lambda t: jax.tree.map(lambda x: per_unit * x, t)  # noqa: E731
-  return m._replace(
-    variance=scale(m.variance),
+  return per_row(m, per_unit) if per_unit > 1 else m
+
+
+def per_row(
+  unit_moments: GradientMoments, rows_per_unit: int
+) -> GradientMoments:
+  """Moments of unit means, restated per row (see :func:`gradient_moments`).
+
+  The mean and standard error are the units'; ``variance`` (and its
+  standard error) become the effective per-row variance, ``rows_per_unit``
+  times the variance of a unit mean, and ``num_samples`` counts rows.
+  """
+  scale = lambda t: jax.tree.map(lambda x: rows_per_unit * x, t)  # noqa: E731
+  return unit_moments._replace(
+    variance=scale(unit_moments.variance),
     variance_stderr=None
-    if m.variance_stderr is None
-    else scale(m.variance_stderr),
-    num_samples=num_samples,
+    if unit_moments.variance_stderr is None
+    else scale(unit_moments.variance_stderr),
+    num_samples=unit_moments.num_samples * rows_per_unit,
   )
 
 

@@ -187,14 +187,15 @@ def _stateful_moments(
   )  # leaves [calls, ...]
   sums = diagnostics.chunk_moment_sums(means, higher_moments=higher)
   m = diagnostics.finalize_moments(sums, calls, higher_moments=higher)
-  scale = lambda t: jax.tree.map(lambda x: batch * x, t)  # noqa: E731
-  return m._replace(
-    variance=scale(m.variance),
-    variance_stderr=None
-    if m.variance_stderr is None
-    else scale(m.variance_stderr),
-    num_samples=calls * batch,
-  )
+  return diagnostics.per_row(m, batch)
+
+
+def _options(fn, spec, chunk_size, rows, group_size) -> dict[str, Any]:
+  """How to run `fn`: rows per call, and the registry's row structure."""
+  stateful = isinstance(fn, base.StatefulEstimator)
+  if rows is None and spec is not None and not stateful:
+    rows, group_size = spec.rows, spec.group_size
+  return {"chunk_size": chunk_size, "rows": rows, "group_size": group_size}
 
 
 def _moments(
@@ -392,13 +393,7 @@ def unbiasedness_report(
   chunk_size = _internal.check_int(
     chunk_size, "assert_unbiased", what="chunk_size"
   )
-  if (
-    rows is None
-    and spec is not None
-    and not isinstance(fn, base.StatefulEstimator)
-  ):
-    rows, group_size = spec.rows, spec.group_size
-  opts = {"chunk_size": chunk_size, "rows": rows, "group_size": group_size}
+  opts = _options(fn, spec, chunk_size, rows, group_size)
   scales = _reference_scales(exact)
   if num_samples is None:
     if not 0.0 < detectable_bias:
@@ -502,13 +497,7 @@ def variance_report(
   chunk_size = _internal.check_int(
     chunk_size, "assert_variance", what="chunk_size"
   )
-  if (
-    rows is None
-    and spec is not None
-    and not isinstance(fn, base.StatefulEstimator)
-  ):
-    rows, group_size = spec.rows, spec.group_size
-  opts = {"chunk_size": chunk_size, "rows": rows, "group_size": group_size}
+  opts = _options(fn, spec, chunk_size, rows, group_size)
   m = _moments(fn, function, params, dist_builder, key, num_samples, opts, True)
   _, exact_flat = _flat(exact_variance)
   scales = np.where(exact_flat > 0, exact_flat, 1.0)
