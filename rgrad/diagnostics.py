@@ -548,27 +548,6 @@ def _check_estimates(estimates: Any, params: Any, size: int) -> None:
       )
 
 
-def _registered_spec(estimator: Any) -> Any:
-  """The registry's spec for `estimator` (a name, a spec or its fn), or None."""
-  from rgrad import registry  # The registry imports the estimators.
-
-  if isinstance(estimator, str):
-    return registry.get_estimator(estimator)
-  if isinstance(estimator, registry.EstimatorSpec):
-    return estimator
-  for spec in registry.ESTIMATORS.values():
-    fn = spec.fn
-    if fn is estimator or (
-      isinstance(fn, functools.partial)
-      and isinstance(estimator, functools.partial)
-      and fn.func is estimator.func
-      and fn.args == estimator.args
-      and fn.keywords == estimator.keywords
-    ):
-      return spec
-  return None
-
-
 def row_structure(
   estimator: Any,
   rows: str | None = None,
@@ -592,7 +571,9 @@ def row_structure(
       other; see :mod:`rgrad.testing` for those).
     ValueError: an unknown name or an inconsistent ``rows``/``group_size``.
   """
-  spec = _registered_spec(estimator)
+  from rgrad import registry  # The registry imports the estimators.
+
+  _, spec = registry.find_estimator(estimator)
   fn = estimator if spec is None else spec.fn
   if isinstance(fn, base.StatefulEstimator):
     raise TypeError(

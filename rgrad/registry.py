@@ -266,6 +266,43 @@ def get_estimator(name: str) -> EstimatorSpec:
     ) from None
 
 
+def _same_fn(registered: Any, estimator: Any) -> bool:
+  """`estimator` is `registered`, or a ``functools.partial`` equal to it."""
+  if registered is estimator:
+    return True
+  return (
+    isinstance(registered, functools.partial)
+    and isinstance(estimator, functools.partial)
+    and registered.func is estimator.func
+    and registered.args == estimator.args
+    and registered.keywords == estimator.keywords
+  )
+
+
+def find_estimator(estimator: Any) -> tuple[str | None, EstimatorSpec | None]:
+  """``(name, spec)`` of a registered name, spec, or estimator function.
+
+  The one lookup behind every API that takes "an estimator" in any of its
+  forms (:func:`rgrad.gradient_moments`, :mod:`rgrad.testing`): a name is
+  looked up (:func:`get_estimator`); a spec is returned with its registered
+  name, or None if it is not registered; a function or
+  :class:`rgrad.base.StatefulEstimator` is found by identity, or as a
+  ``functools.partial`` equal to a registered one, else ``(None, None)``.
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  if isinstance(estimator, str):
+    return estimator, get_estimator(estimator)
+  if isinstance(estimator, EstimatorSpec):
+    name = next((n for n, s in _REGISTRY.items() if s is estimator), None)
+    return name, estimator
+  for name, spec in _REGISTRY.items():
+    if _same_fn(spec.fn, estimator):
+      return name, spec
+  return None, None
+
+
 def register_estimator(
   name: str, spec: EstimatorSpec, *, overwrite: bool = False
 ) -> EstimatorSpec:

@@ -15,6 +15,8 @@ detectable bias, asserted <= 5% below), at a family-wise false-alarm rate of
 scaled by 0.95 or 1.05 fails.
 """
 
+import functools
+
 import chex
 import jax
 import pytest
@@ -203,6 +205,24 @@ class RegistryTest(absltest.TestCase):
     self.assertNotIn("bad_toy", rgrad.ESTIMATORS)
     with self.assertRaisesRegex(ValueError, "identifier"):
       rgrad.register_estimator("not a name", _TOY)
+
+  def test_find_estimator_in_every_form(self):
+    spec = rgrad.get_estimator("measure_valued_uncoupled")
+    for form in (
+      "measure_valued_uncoupled",
+      spec,
+      spec.fn,
+      functools.partial(rgrad.measure_valued_jacobians, coupling=False),
+    ):
+      self.assertEqual(
+        rgrad.registry.find_estimator(form), ("measure_valued_uncoupled", spec)
+      )
+    self.assertEqual(
+      rgrad.registry.find_estimator(_toy_score_function), (None, None)
+    )
+    self.assertEqual(rgrad.registry.find_estimator(_TOY), (None, _TOY))
+    with self.assertRaisesRegex(ValueError, "Unknown estimator"):
+      rgrad.registry.find_estimator("reinforce")
 
   def test_every_builtin_documents_itself(self):
     for name, spec in rgrad.ESTIMATORS.items():

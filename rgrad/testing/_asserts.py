@@ -131,20 +131,19 @@ class Report(NamedTuple):
 
 
 def _resolve(estimator: Any) -> tuple[Any, Any, str]:
-  """(fn, spec or None, display name)."""
-  if isinstance(estimator, str):
-    spec = registry.get_estimator(estimator)
-    return spec.fn, spec, estimator
-  if isinstance(estimator, registry.EstimatorSpec):
-    return estimator.fn, estimator, estimator.summary
-  if isinstance(estimator, base.StatefulEstimator):
-    return estimator, None, repr(estimator)
-  _internal.check_callable(estimator, "estimator", "rgrad.testing")
-  name = getattr(estimator, "__name__", None) or repr(estimator)
-  for key, spec in registry.ESTIMATORS.items():
-    if spec.fn is estimator:
-      return estimator, spec, key
-  return estimator, None, name
+  """(fn, spec or None, display name): :func:`rgrad.registry.find_estimator`."""
+  forms = (str, registry.EstimatorSpec, base.StatefulEstimator)
+  if not isinstance(estimator, forms):
+    _internal.check_callable(estimator, "estimator", "rgrad.testing")
+  name, spec = registry.find_estimator(estimator)
+  fn = estimator if spec is None else spec.fn
+  if name is None:
+    name = (
+      spec.summary
+      if spec is not None
+      else (getattr(estimator, "__name__", None) or repr(estimator))
+    )
+  return fn, spec, name
 
 
 @functools.partial(
