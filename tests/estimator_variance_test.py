@@ -29,6 +29,8 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Samples for the agreement test: 5 chunks, so 4 devices need padding.
 _NUM_SAMPLES = 20_000
 _CHUNK_SIZE = 4_000
+# The dim sweep's total variance test needs more (see _TOTAL_POWER).
+_DIM_SWEEP_SAMPLES = 80_000
 _REQUIRED = (
   "cost",
   "k",
@@ -51,7 +53,7 @@ def _tiny_config():
   config.k_grid.cos = (0.5, 8.0, 3)
   config.sigma_sweep.scales = (0.3, 3.0, 2)
   config.dim_sweep.dims = (1, 3)
-  config.dim_sweep.num_samples = _NUM_SAMPLES
+  config.dim_sweep.num_samples = _DIM_SWEEP_SAMPLES
   config.dim_sweep.chunk_size = _CHUNK_SIZE
   return config
 
@@ -70,6 +72,14 @@ def _cli_overrides():
     f"--config.dim_sweep.num_samples={c.dim_sweep.num_samples}",
     f"--config.dim_sweep.chunk_size={c.dim_sweep.chunk_size}",
   ]
+
+
+# The relative error of the dim sweep's total variance that its test
+# detects (5 SE / exact, see test_empirical_agrees_with_exact): <= 25% at
+# _DIM_SWEEP_SAMPLES, except for the score function's d/dsigma of
+# (x - k)^2, a degree-4 polynomial in eps times a score, whose variance's
+# standard error is heavy-tailed itself (43% at 20,000 and 80,000 samples).
+_TOTAL_POWER = {("square", "score_function", "sigma"): 0.5}
 
 
 def _all_records(results):
@@ -215,11 +225,21 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
         checked += 1
     # Every record has a reference (the control variate's given its c).
     self.assertEqual(checked, 168)
+    # The dim sweep's total over the d coordinates, from the same draws:
+    # sum_i s_i^2 has standard deviation <= sum_i SD(s_i^2) (Minkowski; the
+    # coordinates' sample variances are correlated through the shared cost),
+    # and the coordinates are exchangeable (the control variate's c differs
+    # per coordinate only by its pilot's noise), so each SD(s_i^2) is the
+    # first coordinate's variance_stderr: 5 d of it bound |total - exact|.
+    # That detects a total off by <= 25% (asserted, `_TOTAL_POWER` for the
+    # exception); it was a fixed 30%.
     for r in self.results["dim_sweep"]:
-      # The total over the d coordinates, from the same draws.
       total, exact_total = r["total_variance"], r["exact_total_variance"]
       if exact_total > 1e-20:
-        self.assertLess(abs(total / exact_total - 1.0), 0.3, r)
+        bound = 5.0 * r["dim"] * r["variance_stderr"]
+        self.assertLess(abs(total - exact_total), bound, r)
+        power = _TOTAL_POWER.get((r["cost"], r["estimator"], r["param"]), 0.25)
+        self.assertLess(bound / exact_total, power, r)
       else:
         self.assertLess(total, 1e-20, r)
 
@@ -269,14 +289,11 @@ class EstimatorVarianceRunTest(parameterized.TestCase):
       v_star = v0 - slope * c_star
       c = cv["cv_coefficient"]
       key = (cost, k, scale, param, c, c_star)
-      # The quadratic through the three exact values reproduces V(c).
-      np.testing.assert_allclose(
-        v0 - 2 * c * slope + c**2 * curvature,
-        cv["exact_variance"],
-        rtol=1e-8,
-        atol=1e-12,
-        err_msg=str(key),
-      )
+      # (No check that the quadratic through V(0), V(1), V(-1) reproduces
+      # V(c): V(c) is exactly quadratic, so that only compared the reference
+      # with itself. V(c) against Monte Carlo is variance_z at each record's
+      # c in test_empirical_agrees_with_exact, and at four fixed c in
+      # tests/control_variates_test.py.)
       self.assertLessEqual(cv["exact_variance"], 1.05 * v_star + 1e-12, key)
       self.assertLessEqual(cv["exact_variance"], 1.05 * v0, key)
 

@@ -18,6 +18,7 @@ from absl.testing import parameterized
 
 from rgrad import distributions
 from rgrad import variational
+from tests import power
 
 _NOISE_SCALE = 0.7
 
@@ -81,6 +82,25 @@ def _dist_builder(params):
   return distributions.LogScaleNormal(params["loc"], params["log_scale"])
 
 
+def _stl_moments(params, x):
+  r"""Exact mean and variance of the single-sample STL estimate, per leaf.
+
+  With z = loc + s eps, tau the noise scale and a = 1 + 1 / tau^2, the STL
+  gradient of the cost log q(z) - log p(x, z) (q's parameters stopped in
+  log q) w.r.t. z is u = -eps / s + a z - x / tau^2 = b0 + b1 eps,
+  b0 = a loc - x / tau^2, b1 = a s - 1 / s; d/dloc = u and d/dlog_scale =
+  u s eps. So the means are (b0, s b1) (the gradients of -ELBO) and the
+  variances (b1^2, s^2 (b0^2 + 2 b1^2)).
+  """
+  loc, s = np.asarray(params["loc"]), np.exp(np.asarray(params["log_scale"]))
+  a = 1.0 + 1.0 / _NOISE_SCALE**2
+  b0 = a * loc - np.asarray(x) / _NOISE_SCALE**2
+  b1 = a * s - 1.0 / s
+  means = {"loc": b0, "log_scale": s * b1}
+  variances = {"loc": b1**2, "log_scale": s**2 * (b0**2 + 2 * b1**2)}
+  return means, variances
+
+
 def _assert_within_stderrs(testcase, samples, exact, num_stderrs=5.0):
   """Per coordinate |mean - exact| < num_stderrs * stderr(samples)."""
   for name in ("loc", "log_scale"):
@@ -129,21 +149,37 @@ class StlTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_unbiased_for_closed_form_elbo(self):
     x = jnp.array([0.3, -1.2, 2.0])
+    # 1% on every coordinate (STL is pathwise) from the exact variance
+    # (_stl_moments): d/dloc needs 2.5e5 (b1 / b0)^2 samples and
+    # d/dlog_scale 2.5e5 ((b0 / b1)^2 + 2), at least 6e5, reached at
+    # b1 / b0 = 1.55; loc is chosen for that at each scale, so 2^20 samples
+    # detect <= 1% (asserted). (The former loc [1, 0.5, -0.5] needed 1e7.)
     params = {
-      "loc": jnp.array([1.0, 0.5, -0.5]),
+      "loc": jnp.array([0.8, -1.1, 1.5]),
       "log_scale": jnp.array([0.2, -1.0, -0.3]),
     }
+    num_samples = 2**20
     log_joint = functools.partial(_log_joint, x=x)
     estimate = self.variant(
       functools.partial(
         variational.stl_jacobians,
         log_joint,
         dist_builder=_dist_builder,
-        num_samples=4000,
+        num_samples=num_samples,
       )
     )
     jac = estimate(params, key=jax.random.key(1))
     exact = jax.grad(lambda p: -_closed_form_elbo(p, x))(params)
+    means, variances = _stl_moments(params, x)
+    for name in exact:
+      np.testing.assert_allclose(means[name], exact[name], rtol=1e-12)
+      power.assert_detects(
+        variances[name],
+        exact[name],
+        num_samples,
+        power.PATHWISE_POWER,
+        what=name,
+      )
     _assert_within_stderrs(self, jac, exact)
 
   def test_costs_estimate_the_elbo(self):
@@ -155,13 +191,35 @@ class StlTest(chex.TestCase):
         p,
         _dist_builder,
         k,
-        4000,
+        2**16,
         return_costs=True,
       )
     )
     _, costs = estimate(params, jax.random.key(2))
     stderr = jnp.std(costs, ddof=1) / jnp.sqrt(costs.size)
     exact = -_closed_form_elbo(params, x)
+    # The cost is const + sum_j (alpha_j eps_j + beta_j eps_j^2) with
+    # alpha = s b0 and beta = (a s^2 - 1) / 2 (_stl_moments), variance
+    # sum_j alpha_j^2 + 2 beta_j^2 = 17.4: 5 SE = 0.082 nats at 2^16 draws
+    # (asserted; the ELBO's value carries arbitrary constants, so the
+    # statement is absolute). The costs' variance matches it within 5 of its
+    # standard errors (4th moment).
+    means, _ = _stl_moments(params, x)
+    s = np.exp(np.asarray(params["log_scale"]))
+    alpha = s * means["loc"]
+    beta = ((1.0 + 1.0 / _NOISE_SCALE**2) * s**2 - 1.0) / 2.0
+    cost_variance = np.sum(alpha**2 + 2.0 * beta**2)
+    costs = np.asarray(costs)
+    n = costs.size
+    variance = costs.var(ddof=1)
+    mu4 = np.mean((costs - costs.mean()) ** 4)
+    power.assert_variance(
+      variance,
+      np.sqrt((mu4 - variance**2 * (n - 3) / (n - 1)) / n),
+      cost_variance,
+      what="costs",
+    )
+    power.assert_detects(cost_variance, 0.0, n, 0.0, floor=0.083)
     self.assertLess(abs(float(jnp.mean(costs) - exact)), 5 * float(stderr))
 
 
@@ -200,8 +258,14 @@ class DregTest(chex.TestCase):
   def test_unbiased_for_quadrature_iwae(self, num_samples, num_nodes):
     x = jnp.array([1.5])
     # A q far enough from the posterior that the IWAE and ELBO gradients
-    # differ (checked below), so the test distinguishes DReG from STL.
-    params = {"loc": jnp.array([0.2]), "log_scale": jnp.array([-0.1])}
+    # differ (checked below), so the test distinguishes DReG from STL; and
+    # one whose gradients are far enough from zero for 1% (DReG is
+    # pathwise): with the replicates' variance (measured by the run itself,
+    # no closed form; offline 2.4 and 2.6 for K = 2, 1.7 and 1.9 for K = 3)
+    # 1% needs 5.2e5 replicates (K = 2, d/dlog_scale, g = -1.35). The
+    # former q (0.2, -0.1) had g = 0.14 and -0.06 there: 1e7 and more.
+    params = {"loc": jnp.array([-0.5]), "log_scale": jnp.array([-0.9])}
+    num_replicates = 9 * 2**16
     log_joint = functools.partial(_log_joint, x=x)
 
     @jax.jit
@@ -213,8 +277,8 @@ class DregTest(chex.TestCase):
       )(keys)
       return jax.tree.map(lambda leaf: leaf.mean(axis=1), jac)
 
-    samples = estimates(jax.random.split(jax.random.key(5), 4000))
-    chex.assert_shape(samples["loc"], (4000, 1))
+    samples = estimates(jax.random.split(jax.random.key(5), num_replicates))
+    chex.assert_shape(samples["loc"], (num_replicates, 1))
     exact = jax.grad(lambda p: -_quadrature_iwae(p, x, num_samples, num_nodes))(
       params
     )
@@ -222,9 +286,17 @@ class DregTest(chex.TestCase):
       k: float(np.asarray(v).std(ddof=1) / np.sqrt(v.shape[0]))
       for k, v in samples.items()
     }
+    for k, v in samples.items():
+      power.assert_detects(
+        np.var(np.asarray(v), ddof=1),
+        exact[k][0],
+        num_replicates,
+        power.PATHWISE_POWER,
+        what=k,
+      )
     # The quadrature error (bounded by the change from a coarser rule; the
-    # logsumexp kink makes convergence algebraic, ~1e-5 here) is negligible
-    # against the Monte Carlo band the test uses.
+    # logsumexp kink makes convergence algebraic) is negligible against the
+    # Monte Carlo band the test uses.
     coarse = jax.grad(
       lambda p: -_quadrature_iwae(p, x, num_samples, num_nodes * 3 // 4)
     )(params)
@@ -252,9 +324,17 @@ class DregTest(chex.TestCase):
       )
       return jax.nn.logsumexp(-costs) - jnp.log(2.0)
 
-    bounds = jax.jit(jax.vmap(bound))(jax.random.split(jax.random.key(6), 4000))
+    num = 2**16
+    bounds = jax.jit(jax.vmap(bound))(jax.random.split(jax.random.key(6), num))
     stderr = float(jnp.std(bounds, ddof=1) / jnp.sqrt(bounds.size))
     exact = float(_quadrature_iwae(params, x, 2, 80))
+    # The bound's value carries arbitrary constants: an absolute statement.
+    # Its single-replicate variance (measured by the run; 1.7 offline)
+    # gives 5 SE <= 0.027 nats at 2^16 replicates (asserted), against a gap
+    # of 0.79 between the K = 2 bound and the ELBO.
+    power.assert_detects(
+      float(jnp.var(bounds, ddof=1)), 0.0, num, 0.0, floor=0.027, what="bound"
+    )
     self.assertLess(abs(float(jnp.mean(bounds)) - exact), 5 * stderr)
 
 
