@@ -1,0 +1,151 @@
+"""Tests for experiments/bernoulli_toy/: a tiny run, its outputs, bad flags."""
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+from absl.testing import absltest
+
+from experiments import bernoulli_toy
+from experiments.bernoulli_toy import validation
+from experiments.common import config as config_lib
+from experiments.configs import bernoulli_toy as toy_config
+
+# One estimator per kind the experiment handles: iid, batch groups, pairs,
+# stateful; the ones not registered yet are left out.
+_SMOKE = ("score_function", "leave_one_out", "disarm", "rebar")
+
+
+def _tiny_config(**overrides):
+  config = toy_config.get_config("matched")  # 2 draws per iid step
+  config.estimators = ",".join(
+    n for n in _SMOKE if n in validation.valid_estimators()
+  )
+  config.targets = (0.45, 0.499)
+  config.num_seeds = 2
+  config.num_steps = 20
+  config.log_every = 10
+  config.num_variance_draws = 16
+  config.theta_grid = (-1.0, 1.0, 3)
+  config.update(overrides)
+  return config
+
+
+class BernoulliToyRunTest(absltest.TestCase):
+  """One tiny run, shared by the tests below."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.workdir = tempfile.mkdtemp()
+    cls.config = _tiny_config()
+    cls.results = bernoulli_toy.run(cls.config, cls.workdir)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.workdir, ignore_errors=True)
+    super().tearDownClass()
+
+  def test_results_file_matches_schema_and_return(self):
+    with open(os.path.join(self.workdir, "results.json")) as f:
+      on_disk = json.load(f)
+    bernoulli_toy.validate(on_disk)
+    self.assertEqual(on_disk, self.results)
+    self.assertEqual(on_disk["steps"], [0, 10, 20])
+    names = self.config.estimators.split(",")
+    self.assertEqual(on_disk["estimators"], names)
+    self.assertLen(on_disk["runs"], 2 * len(names))
+    self.assertLen(on_disk["final"], 2 * len(names))
+    self.assertCountEqual(
+      on_disk["checks"],
+      (
+        "reinforce_stalls",
+        "control_variates_converge",
+        "disarm_le_arm",
+        "relaxations_biased",
+        "equal_evaluations",
+      ),
+    )
+
+  def test_a_broken_file_fails_the_schema(self):
+    broken = json.loads(json.dumps(self.results))
+    del broken["runs"][0]["grad_variance"]
+    broken["final"][0]["target"] = "0.45"
+    with self.assertRaisesRegex(ValueError, r"grad_variance[\s\S]*target"):
+      bernoulli_toy.validate(broken)
+
+  def test_curves_have_seed_by_log_shape_and_start_at_theta_0(self):
+    for run in self.results["runs"]:
+      for field in ("theta", "p", "loss", "grad_variance", "exact_gradient"):
+        self.assertEqual(
+          np.shape(run[field]), (2, 3), (run["estimator"], field)
+        )
+      np.testing.assert_array_equal(np.asarray(run["p"])[:, 0], 0.5)
+      t = run["target"]
+      # E[f] at p: (1 - p) t^2 + p (1 - t)^2.
+      p = np.asarray(run["p"])
+      np.testing.assert_allclose(
+        run["loss"], (1 - p) * t**2 + p * (1 - t) ** 2, rtol=1e-12
+      )
+      if run["exact_note"] is None:
+        self.assertEqual(np.shape(run["exact_variance"]), (2, 3))
+
+  def test_row_structures(self):
+    rows = {
+      r["estimator"]: (r["num_rows"], r["units"]) for r in self.results["runs"]
+    }
+    self.assertEqual(rows["score_function"], (2, 2))
+    self.assertEqual(rows["leave_one_out"], (2, 1))
+    if "disarm" in rows:
+      self.assertEqual(rows["disarm"], (2, 1))
+
+  def test_exact_step_variance_of_the_score_function(self):
+    # At p = 1/2 one draw's estimate f(b)(b - 1/2) has variance
+    # (f(0) + f(1))^2 / 16; a step averages 2 draws.
+    for run in self.results["runs"]:
+      if run["estimator"] != "score_function":
+        continue
+      t = run["target"]
+      expected = (t**2 + (1 - t) ** 2) ** 2 / 16 / 2
+      np.testing.assert_allclose(
+        np.asarray(run["exact_variance"])[:, 0], expected, rtol=1e-9
+      )
+      np.testing.assert_allclose(
+        np.asarray(run["exact_gradient"])[:, 0], (1 - 2 * t) / 4, rtol=1e-12
+      )
+
+  def test_csv_and_figures(self):
+    with open(os.path.join(self.workdir, "results.csv")) as f:
+      rows = list(csv.DictReader(f))
+    self.assertLen(rows, len(self.results["runs"]) * 2 * 3)
+    self.assertEqual(tuple(rows[0]), bernoulli_toy.outputs.CSV_COLUMNS)
+    for name in ("probability.png", "variance.png", "variance_vs_theta.png"):
+      self.assertTrue(os.path.exists(os.path.join(self.workdir, name)), name)
+
+
+class BernoulliToyConfigTest(absltest.TestCase):
+  def test_bad_configs_name_the_field(self):
+    cases = {
+      "config.estimators": {"estimators": "score_function,pathwise"},
+      "config.num_steps": {"num_steps": 25},
+      "config.targets": {"targets": (0.45, 1.5)},
+      "config.num_group_samples": {"num_group_samples": 1},
+      "config.num_variance_draws": {"num_variance_draws": 1},
+    }
+    for field, overrides in cases.items():
+      with self.subTest(field):
+        with self.assertRaisesRegex(config_lib.ConfigError, field):
+          bernoulli_toy.validate_config(_tiny_config(**overrides))
+
+  def test_presets(self):
+    self.assertEqual(toy_config.get_config().num_samples, 1)
+    self.assertEqual(toy_config.get_config("matched").num_samples, 2)
+    with self.assertRaisesRegex(ValueError, "preset"):
+      toy_config.get_config("nope")
+
+
+if __name__ == "__main__":
+  absltest.main()
