@@ -61,21 +61,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   for name in parsed.estimators:
     spec = rgrad.get_estimator(name)
     program = train.make_train(
-      _hyper(config, parsed, name), references.state_record(name)
+      _hyper(config, parsed, name),
+      record_state=references.state_record(name),
+      exact_moments=references.exact_moments_fn(name, config.num_group_samples),
+      units=parsed.units[name],
     )
     t0 = time.perf_counter()
     records = jax.tree.map(np.asarray, program(targets, seed_keys))
-    t1 = time.perf_counter()
-    exact = references.run_references(
-      name,
-      parsed.targets,
-      records,
-      parsed.units[name],
-      config.num_group_samples,
+    timings[name] = {"train_s": time.perf_counter() - t0}
+    logging.info("[%s] trained in %.1fs", name, timings[name]["train_s"])
+    gradient = references.exact_gradient(
+      records["theta"], parsed.targets[:, None, None]
     )
-    timings[name] = {"train_s": t1 - t0, "exact_s": time.perf_counter() - t1}
-    logging.info("[%s] trained in %.1fs", name, t1 - t0)
-    state_fields = set(records) - set(train.RECORD_FIELDS)
     num_rows = parsed.num_rows[name]
     for i, t in enumerate(parsed.targets):
       run_ = {
@@ -89,8 +86,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "stateful": bool(spec.stateful),
         "exact_note": references.exact_note(name),
         **{f: records[f][i] for f in train.RECORD_FIELDS},
-        **{f: None if v is None else v[i] for f, v in exact.items()},
-        "state": {f: records[f][i] for f in sorted(state_fields)},
+        "exact_gradient": gradient[i],
+        "exact_mean": records["exact_mean"][i]
+        if "exact_mean" in records
+        else None,
+        "exact_variance": records["exact_variance"][i]
+        if "exact_variance" in records
+        else None,
+        "state": {f: v[i] for f, v in records["state"].items()},
       }
       runs.append(run_)
 

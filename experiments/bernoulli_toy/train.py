@@ -77,26 +77,38 @@ def _variance_and_stderr(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   return variance, jnp.sqrt(jnp.maximum(var_of_var, 0.0))
 
 
-def _no_state_record(state: Any) -> dict[str, jax.Array]:
-  del state
-  return {}
+# Unit moments at (theta [1], estimator state, target) -> (mean, variance).
+ExactMoments = Callable[
+  [jax.Array, Any, jax.Array], tuple[jax.Array, jax.Array]
+]
 
 
 def make_train(
   hyper: Hyper,
-  record_state: Callable[[Any], dict[str, jax.Array]] = _no_state_record,
-) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
+  *,
+  record_state: Callable[[Any], dict[str, jax.Array]] | None = None,
+  exact_moments: ExactMoments | None = None,
+  units: int = 1,
+) -> Callable[[jax.Array, jax.Array], dict[str, Any]]:
   """The jitted program ``(targets [T], seed_keys [S]) -> records``.
 
   Args:
     hyper: the estimator and the sizes.
     record_state: estimator state -> dict of scalars to record at each log
-      (e.g. a learned temperature), for the exact references.
+      (e.g. a learned temperature).
+    exact_moments: the exact mean and variance of one *unit* of the
+      estimator at the current theta and state (traceable; from
+      :mod:`rgrad.exact`, see :mod:`.references`), evaluated in the same
+      program at every log.
+    units: the independent units a step averages: the step's exact
+      variance is the unit variance / `units`.
 
   Returns:
     A jitted function whose records are a dict of arrays ``[T, S, L]``
     (``L = num_steps / log_every + 1`` logs, step 0 first): the
-    :data:`RECORD_FIELDS` and the fields of `record_state`.
+    :data:`RECORD_FIELDS`, with `exact_moments` ``exact_mean`` and
+    ``exact_variance`` (of the step's estimate), and under ``"state"`` the
+    fields of `record_state`.
   """
   spec = rgrad.get_estimator(hyper.estimator)
   optimizer = optax.adam(hyper.learning_rate)
@@ -136,15 +148,20 @@ def make_train(
         keys
       )  # [num_variance_draws, 1]
       variance, stderr = _variance_and_stderr(grads[:, 0])
-      return {
+      record = {
         "theta": theta[0],
         "p": jax.nn.sigmoid(theta[0]),
         "loss": exact_loss(theta[0], target),
         "grad_mean": jnp.mean(grads[:, 0]),
         "grad_variance": variance,
         "grad_variance_stderr": stderr,
-        **record_state(est_state),
+        "state": record_state(est_state) if record_state else {},
       }
+      if exact_moments is not None:
+        mean, unit_variance = exact_moments(theta, est_state, target)
+        record["exact_mean"] = jnp.reshape(mean, ())
+        record["exact_variance"] = jnp.reshape(unit_variance, ()) / units
+      return record
 
     def chunk(carry, log_index):
       steps = log_index * hyper.log_every + jnp.arange(hyper.log_every)
