@@ -47,6 +47,7 @@ from rgrad.distributions import Gamma
 from rgrad.distributions import LogScaleNormal
 from rgrad.distributions import MultivariateNormalTriL
 from rgrad.distributions import Normal
+from rgrad.distributions import OneHotCategorical
 from rgrad.distributions import WeakDerivative
 from rgrad.estimators import measure_valued_jacobians
 from rgrad.estimators import noise_score_jacobians
@@ -134,6 +135,7 @@ __all__ = (
   "LogScaleNormal",
   "MultivariateNormalTriL",
   "Normal",
+  "OneHotCategorical",
   "WeakDerivative",
   "CAPABILITIES",
   "Capability",
