@@ -18,8 +18,8 @@ The references are JAX functions, so they are evaluated inside the training
 program at every log (:func:`exact_moments_fn`), vmapped with the runs;
 called one theta at a time outside ``jit`` they would take seconds each.
 
-REBAR's exact moments (:func:`rgrad.exact.rebar_moments`) take its current
-temperature and scale from its state.
+REBAR's and RELAX's exact moments take their current control (temperature,
+scale and, for RELAX, the network) from their state.
 """
 
 from collections.abc import Callable
@@ -54,7 +54,7 @@ def exact_gradient(theta: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def has_exact(name: str) -> bool:
   """Whether the runs of `name` get exact moments."""
-  return name in STATELESS or name == "rebar"
+  return name in STATELESS or name in ("rebar", "relax")
 
 
 def exact_note(name: str) -> str | None:
@@ -74,21 +74,51 @@ def registry_temperature(name: str) -> float:
 
 
 def state_record(name: str) -> Callable[[Any], dict[str, jax.Array]] | None:
-  """Estimator state -> the scalars to record per log (REBAR's), or None."""
-  if name != "rebar":
+  """Estimator state -> the scalars to record per log, or None.
+
+  REBAR and RELAX (:class:`rgrad.RelaxState`): the learned temperature and
+  scale of the REBAR term.
+  """
+  if name not in ("rebar", "relax"):
     return None
   return lambda state: {
-    "temperature": jnp.reshape(state.temperature, ()),
-    "scale": jnp.reshape(state.scale, ()),
+    "temperature": jnp.exp(state.control.log_temperature),
+    "scale": state.control.scale,
   }
+
+
+def mlp_surrogate(network: Any, z: jax.Array) -> jax.Array:
+  r"""RELAX's network :math:`r_\rho(z)` from its flax parameters, by hand.
+
+  The registry's ``relax`` entry is :func:`rgrad.relax` with its defaults: a
+  tanh MLP of one relaxed logit (``Dense_0 .. Dense_k``, tanh after all but
+  the last, a scalar output), summed over coordinates. Written out here
+  from the parameters, independently of the estimator's flax module; a
+  wrong reading of them would show as measured variances away from the
+  exact ones once the network has moved from its zero start.
+  """
+  layers = sorted(network, key=lambda layer: int(layer.rsplit("_", 1)[1]))
+
+  def one(zi):
+    h = zi[None]
+    for i, layer in enumerate(layers):
+      h = h @ network[layer]["kernel"] + network[layer]["bias"]
+      if i < len(layers) - 1:
+        h = jnp.tanh(h)
+    return h[0]
+
+  return jnp.sum(jax.vmap(one)(jnp.reshape(z, (-1,))))
 
 
 def exact_moments_fn(
   name: str, num_group_samples: int
 ) -> train.ExactMoments | None:
-  """``(theta [1], state, target) -> (mean, variance)`` of one unit, or None.
+  r"""``(theta [1], state, target) -> (mean, variance)`` of one unit, or None.
 
-  Traceable (evaluated under ``jit`` and ``vmap``).
+  Traceable (evaluated under ``jit`` and ``vmap``). REBAR: at the state's
+  temperature and scale (:func:`rgrad.exact.rebar_moments`); RELAX: with the
+  state's surrogate :math:`c_\phi(z) = \eta_c f(\sigma(z/\lambda)) +
+  r_\rho(z)` (:func:`rgrad.exact.relax_moments`, :func:`mlp_surrogate`).
   """
   if name in STATELESS:
     kwargs = {}
@@ -111,12 +141,29 @@ def exact_moments_fn(
       m = exact_lib.rebar_moments(
         train.cost_function(target),
         theta,
-        temperature=jnp.reshape(state.temperature, ()),
-        scale=jnp.reshape(state.scale, ()),
+        temperature=jnp.exp(state.control.log_temperature),
+        scale=state.control.scale,
       )
       return m.mean, m.variance
 
     return rebar
+  if name == "relax":
+
+    def relax(theta, state, target):
+      cost = train.cost_function(target)
+      control = state.control
+      temperature = jnp.exp(control.log_temperature)
+
+      def surrogate(z):
+        rebar_term = control.scale * cost(jax.nn.sigmoid(z / temperature))
+        return rebar_term + mlp_surrogate(control.network, z)
+
+      m = exact_lib.relax_moments(
+        cost, theta, surrogate, resolution=temperature
+      )
+      return m.mean, m.variance
+
+    return relax
   return None
 
 
