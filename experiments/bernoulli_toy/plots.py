@@ -6,8 +6,9 @@
 * ``variance.png``: one panel per target; per estimator the variance of the
   step's gradient estimate against step on a log scale, measured from fresh
   draws at the current theta (solid) and exact at the same theta (dashed),
-  each the mean over seeds. A zero variance (DisARM at theta = 0, where its
-  estimate is a constant) has no point on the log axis.
+  each the mean over seeds. Where the exact variance is 0 (DisARM at
+  theta = 0, where its estimate is a constant) neither is drawn: the
+  measured value there is floating-point rounding.
 * ``variance_vs_theta.png`` (when the theta grid is on): the exact variance
   of one unit against theta, the same theta for every estimator.
 """
@@ -69,11 +70,15 @@ def plot(workdir: str, results: dict[str, Any]) -> list[str]:
     for name in results["estimators"]:
       run = runs[name, t]
       color = _color(name)
-      ax.plot(steps, np.mean(run["grad_variance"], 0), color=color, label=name)
+      measured = np.mean(run["grad_variance"], 0)
       if run["exact_variance"] is not None:
-        ax.plot(
-          steps, np.mean(run["exact_variance"], 0), color=color, ls="--", lw=1
-        )
+        exact = np.mean(run["exact_variance"], 0)
+        # Where the exact variance is 0 the estimate is a constant and the
+        # measured value is rounding (~1e-35): not drawn.
+        measured = np.where(exact > 0, measured, np.nan)
+        exact = np.where(exact > 0, exact, np.nan)
+        ax.plot(steps, exact, color=color, ls="--", lw=1)
+      ax.plot(steps, measured, color=color, label=name)
     ax.set_yscale("log")
     ax.set_title(f"t = {t}")
     ax.set_xlabel("step")
@@ -83,7 +88,7 @@ def plot(workdir: str, results: dict[str, Any]) -> list[str]:
     plt.Line2D([], [], color="k", label="measured"),
     plt.Line2D([], [], color="k", ls="--", lw=1, label="exact"),
   ]
-  axes[-1].legend(handles=handles, fontsize=7, loc="lower left")
+  axes[-1].legend(handles=handles, fontsize=7, loc="best")
   fig.tight_layout()
   written.append(plotting.save(fig, os.path.join(workdir, "variance.png")))
 
