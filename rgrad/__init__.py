@@ -56,6 +56,13 @@ from rgrad.estimators import score_function_jacobians
 from rgrad.estimators import score_jacobians
 
 # isort: split
+# --- discrete estimators (ARM, DisARM, concrete, straight-through) ---
+from rgrad.discrete import arm_jacobians
+from rgrad.discrete import concrete_jacobians
+from rgrad.discrete import disarm_jacobians
+from rgrad.discrete import straight_through_jacobians
+
+# isort: split
 # --- the estimator registry ---
 from rgrad.registry import ESTIMATORS
 from rgrad.registry import EstimatorSpec
@@ -95,6 +102,7 @@ from rgrad.relax import relax_jacobians
 # --- variational objectives (STL, DReG) ---
 from rgrad.variational import dreg_jacobians
 from rgrad.variational import stl_jacobians
+from rgrad.variational import vimco_jacobians
 
 # isort: split
 # --- diagnostics (exact references, gradient moments) ---
@@ -157,6 +165,11 @@ __all__ = (
   "pathwise_jacobians",
   "score_function_jacobians",
   "score_jacobians",
+  # discrete estimators
+  "arm_jacobians",
+  "concrete_jacobians",
+  "disarm_jacobians",
+  "straight_through_jacobians",
   # the estimator registry
   "ESTIMATORS",
   "EstimatorSpec",
@@ -188,6 +201,7 @@ __all__ = (
   # variational objectives
   "dreg_jacobians",
   "stl_jacobians",
+  "vimco_jacobians",
   # diagnostics
   "GradientMoments",
   "bias_in_stderrs",
