@@ -294,6 +294,7 @@ def _builtin() -> dict[str, EstimatorSpec]:
       objective="negative_iwae_bound",
       min_num_samples=2,
     ),
+    # REBAR and RELAX (rgrad.relax), stateful: they learn their control.
     "rebar": EstimatorSpec(
       fn=rebar(),
       distributions=("score", "conditional_relaxation"),

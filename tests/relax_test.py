@@ -1,14 +1,15 @@
 """Tests for rgrad.relax: REBAR and RELAX against exact Bernoulli gradients.
 
-The references are written here: the closed form (f(1) - f(0)) p (1 - p) in
-d = 1 and a sum over the 2^3 states in d = 3, differentiated with jax.grad
-(an exact finite sum, sharing no code with the estimators). Unbiasedness is
-tested at FIXED controls (several temperatures and scales, and a random
-RELAX surrogate), through rgrad.testing.assert_unbiased on a stateful
-estimator that keeps its state; training is tested separately, as a
-variance reduction on the toy f(b) = (b - 0.49)^2 of Grathwohl et al.
-(2018, Figure 1). Compilation dominates: each test compiles one or two
-programs, shared across its cases where the control is a traced argument.
+The references are written here, in NumPy: the closed form
+(f(1) - f(0)) p (1 - p) in d = 1 and a sum over the 2^3 states in d = 3
+(sharing no code with the estimators). Unbiasedness is tested at FIXED
+controls (several temperatures and scales, and random RELAX surrogates)
+through rgrad.testing.assert_unbiased on rebar_jacobians / relax_jacobians,
+which are exactly what the stateful estimate returns at its input control
+(UpdateTest); tests/contract_test.py runs assert_unbiased on the registered
+stateful "rebar" and "relax" while they train. Training is tested as a
+variance reduction on the toy f(b) = (b - 0.49)^2 of Grathwohl et al. (2018,
+Figure 1). Compilation, not sampling, is most of each test's time.
 """
 
 import functools
@@ -136,9 +137,8 @@ class UnbiasedTest(parameterized.TestCase):
     )
     self.assertLessEqual(report.max_detectable, _DETECTABLE, report)
 
-  # (The stateful estimates are these functions at the state's control,
-  # exactly: UpdateTest. tests/contract_test.py runs assert_unbiased on the
-  # registered stateful "rebar" and "relax" while they train.)
+  # The detectable relative bias each report states (asserted <= 5%): hot
+  # 1.7%, cold 4.5% (its reparameterized terms are spiky), d = 3 3.8%.
   @parameterized.named_parameters(
     ("hot_small_scale", 2.0, 0.3, 1, 2**16),
     ("cold_negative_scale", 0.1, -1.0, 1, 2**17),
@@ -152,7 +152,7 @@ class UnbiasedTest(parameterized.TestCase):
 
   @parameterized.named_parameters(
     # The shared per-coordinate network with the REBAR term (the default),
-    # and the paper's network of all of z, alone.
+    # and the paper's network of all of z, alone; detectable 3.4%, 3.3%.
     ("d1_shared_network", 1, None, True, 2**18),
     ("d3_full_network_alone", 3, 3, False, 2**18),
   )
@@ -252,6 +252,7 @@ class UpdateTest(absltest.TestCase):
 # Training reduces the variance (the toy, theta = 0, t = 0.49).
 # ---------------------------------------------------------------------------
 
+_ZERO = {"logits": jnp.array([0.0])}  # theta = 0, as in the paper's Figure 1
 _TRAIN_STEPS = 300
 _TRAIN_BATCH = 16
 _MEASURE_ROWS = 2**15
@@ -271,10 +272,12 @@ class TrainingTest(parameterized.TestCase):
   @parameterized.named_parameters(
     # REBAR's control hardly correlates with this cost: training can only
     # take the scale from 1 towards 0, the variance from that of
-    # temperature 0.5, scale 1 (about 0.0223) to REINFORCE's (about 0.0156).
+    # temperature 0.5, scale 1 (measured 0.0225 +- 0.0001) to REINFORCE's
+    # (exactly 0.015638; measured 0.015638 after 300 steps, scale 0.003).
     ("rebar", "rebar", 1.0),
     # RELAX's network learns the baseline f ~ 0.25 that REINFORCE lacks: the
-    # variance falls by orders of magnitude; asserted below 10% of the start.
+    # variance falls by orders of magnitude (measured 2.9e-6 after 300
+    # steps); asserted below 10% of the start.
     ("relax", "relax", 0.1),
   )
   def test_training_reduces_the_variance(self, kind, factor):
@@ -323,9 +326,6 @@ class TrainingTest(parameterized.TestCase):
     self.assertLess(
       abs(np.mean(after) - 0.005), 5.0 * np.sqrt(var_1 / after.size)
     )
-
-
-_ZERO = {"logits": jnp.array([0.0])}
 
 
 # ---------------------------------------------------------------------------
