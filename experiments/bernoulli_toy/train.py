@@ -10,11 +10,12 @@ state through the steps. The steps are a ``jax.lax.scan`` (chunks of
 over seeds and targets, and the whole is jitted once per estimator.
 
 At step 0 and after every chunk the run records theta, :math:`p =
-\sigma(\theta)`, the exact loss :math:`E[f] = (1-p) t^2 + p (1-t)^2`, and the
+\sigma(\theta)`, the exact loss :math:`E[f] = (1-p) t^2 + p (1-t)^2`, the
 mean and variance of ``num_variance_draws`` fresh, independent step
 estimates at the current theta (and, for a stateful estimator, the current
 state, which these draws do not update), with the standard error of the
-variance from the fourth central moment. They use keys ``fold_in(
+variance from the fourth central moment, and the estimator's exact mean and
+variance there (:mod:`.references`). The draws use keys ``fold_in(
 measure_key, log)``, independent of the training draws.
 """
 
@@ -164,13 +165,17 @@ def make_train(
       return record
 
     def chunk(carry, log_index):
+      # Measure, then take the next `log_every` steps. The measurement is
+      # traced once (it holds the exact references, the larger part of the
+      # program), so there is one chunk more than needed: the steps after
+      # the last measurement are discarded.
+      record = measure(carry, log_index)
       steps = log_index * hyper.log_every + jnp.arange(hyper.log_every)
       carry, _ = jax.lax.scan(step, carry, steps)
-      return carry, measure(carry, log_index + 1)
+      return carry, record
 
-    first = measure(carry, 0)
-    _, rest = jax.lax.scan(chunk, carry, jnp.arange(num_logs))
-    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    _, records = jax.lax.scan(chunk, carry, jnp.arange(num_logs + 1))
+    return records
 
   over_seeds = jax.vmap(run_one, in_axes=(None, 0))
   over_targets = jax.vmap(over_seeds, in_axes=(0, None))
