@@ -47,12 +47,20 @@ from rgrad.distributions import Gamma
 from rgrad.distributions import LogScaleNormal
 from rgrad.distributions import MultivariateNormalTriL
 from rgrad.distributions import Normal
+from rgrad.distributions import OneHotCategorical
 from rgrad.distributions import WeakDerivative
 from rgrad.estimators import measure_valued_jacobians
 from rgrad.estimators import noise_score_jacobians
 from rgrad.estimators import pathwise_jacobians
 from rgrad.estimators import score_function_jacobians
 from rgrad.estimators import score_jacobians
+
+# isort: split
+# --- discrete estimators (ARM, DisARM, concrete, straight-through) ---
+from rgrad.discrete import arm_jacobians
+from rgrad.discrete import concrete_jacobians
+from rgrad.discrete import disarm_jacobians
+from rgrad.discrete import straight_through_jacobians
 
 # isort: split
 # --- the estimator registry ---
@@ -79,9 +87,22 @@ from rgrad.control_variates import moving_average_baseline_update
 from rgrad.control_variates import moving_average_baseline_value
 
 # isort: split
+# --- learned relaxed control variates (REBAR, RELAX) ---
+# (The function rgrad.relax shadows the module rgrad.relax as an attribute
+# of the package; import the module's other names from rgrad directly.)
+from rgrad.relax import RebarControl
+from rgrad.relax import RelaxControl
+from rgrad.relax import RelaxState
+from rgrad.relax import rebar
+from rgrad.relax import rebar_jacobians
+from rgrad.relax import relax
+from rgrad.relax import relax_jacobians
+
+# isort: split
 # --- variational objectives (STL, DReG) ---
 from rgrad.variational import dreg_jacobians
 from rgrad.variational import stl_jacobians
+from rgrad.variational import vimco_jacobians
 
 # isort: split
 # --- diagnostics (exact references, gradient moments) ---
@@ -134,6 +155,7 @@ __all__ = (
   "LogScaleNormal",
   "MultivariateNormalTriL",
   "Normal",
+  "OneHotCategorical",
   "WeakDerivative",
   "CAPABILITIES",
   "Capability",
@@ -143,6 +165,11 @@ __all__ = (
   "pathwise_jacobians",
   "score_function_jacobians",
   "score_jacobians",
+  # discrete estimators
+  "arm_jacobians",
+  "concrete_jacobians",
+  "disarm_jacobians",
+  "straight_through_jacobians",
   # the estimator registry
   "ESTIMATORS",
   "EstimatorSpec",
@@ -163,9 +190,18 @@ __all__ = (
   "moving_average_baseline_init",
   "moving_average_baseline_update",
   "moving_average_baseline_value",
+  # learned relaxed control variates
+  "RebarControl",
+  "RelaxControl",
+  "RelaxState",
+  "rebar",
+  "rebar_jacobians",
+  "relax",
+  "relax_jacobians",
   # variational objectives
   "dreg_jacobians",
   "stl_jacobians",
+  "vimco_jacobians",
   # diagnostics
   "GradientMoments",
   "bias_in_stderrs",

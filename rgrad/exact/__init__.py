@@ -1,9 +1,32 @@
-r"""Exact references for Gaussian gradient estimators, by quadrature.
+r"""Exact references for gradient estimators: quadrature and enumeration.
 
-For :math:`X \sim N(\mu, \sigma^2)`, written :math:`X = \mu + \sigma\epsilon`
-with :math:`\epsilon \sim N(0, 1)`, and a smooth scalar cost
-:math:`f: \mathbb{R} \to \mathbb{R}`, this package computes, to quadrature
-accuracy,
+Gaussian references (:mod:`rgrad.exact._variances` and friends) and, since
+issue 12, discrete ones (:mod:`rgrad.exact._discrete`,
+:mod:`rgrad.exact._relaxed`, :mod:`rgrad.exact._iwae`).
+
+Discrete. For factorized :math:`b \sim \mathrm{Bernoulli}(\sigma(\eta))`
+(:math:`d \le 12`) and any cost, :func:`bernoulli_expectation` gives
+:math:`E f(b)` and its gradient by enumerating the :math:`2^d` states
+(:func:`one_hot_categorical_expectation` likewise for one-hot draws);
+:func:`bernoulli_estimator_moments` gives the exact per-*unit* mean and
+per-coordinate variance of the score function, leave-one-out (unit: the
+K-draw batch mean), ARM and DisARM (unit: one antithetic pair), the binary
+concrete and straight-through relaxations (their own, biased, means) and
+VIMCO (:func:`vimco_moments`; :func:`iwae_bound_expectation` is the bound
+and its gradient); :func:`rebar_moments` and :func:`relax_moments` those of
+REBAR and RELAX, and :func:`relaxed_bernoulli_expectation` the relaxed
+objective. :func:`rgrad.gradient_moments` reports for pair and group
+estimators ``group_size`` times the unit variance (its effective per-row
+variance): convert before comparing. Every law is written out from the
+papers' definitions (sums over states or over the cells of ARM's antithetic
+pair, and one-dimensional quadrature over the logistic noise), sharing no
+code with :mod:`rgrad.estimators`, :mod:`rgrad.discrete` or
+:mod:`rgrad.distributions`.
+
+Gaussian. For :math:`X \sim N(\mu, \sigma^2)`, written
+:math:`X = \mu + \sigma\epsilon` with :math:`\epsilon \sim N(0, 1)`, and a
+smooth scalar cost :math:`f: \mathbb{R} \to \mathbb{R}`, this package
+computes, to quadrature accuracy,
 
 * the gradient :math:`\nabla_{\mu,\sigma} E[f(X)]` (:func:`exact_gradient`)
   and the mean and variance of :math:`f(X)` (:func:`cost_mean_and_variance`);
@@ -70,12 +93,23 @@ from rgrad.exact._closed_forms import quadratic_moments
 from rgrad.exact._control_variates import DeltaExpansion
 from rgrad.exact._control_variates import delta_expansion
 from rgrad.exact._control_variates import delta_method_variance
+from rgrad.exact._discrete import bernoulli_estimator_moments
+from rgrad.exact._discrete import bernoulli_expectation
+from rgrad.exact._discrete import one_hot_categorical_expectation
+from rgrad.exact._iwae import iwae_bound_expectation
+from rgrad.exact._iwae import vimco_moments
 from rgrad.exact._quadrature import DEFAULT_NUM_POINTS
 from rgrad.exact._quadrature import LocScale
 from rgrad.exact._quadrature import Rule
 from rgrad.exact._quadrature import ScalarCost
 from rgrad.exact._quadrature import laguerre_rule
 from rgrad.exact._quadrature import normal_rule
+from rgrad.exact._relaxed import DEFAULT_NUM_PANELS
+from rgrad.exact._relaxed import concrete_moments
+from rgrad.exact._relaxed import rebar_moments
+from rgrad.exact._relaxed import relax_moments
+from rgrad.exact._relaxed import relaxed_bernoulli_expectation
+from rgrad.exact._relaxed import straight_through_moments
 from rgrad.exact._variances import EstimatorMoments
 from rgrad.exact._variances import cost_mean_and_variance
 from rgrad.exact._variances import exact_gradient
@@ -87,6 +121,17 @@ from rgrad.exact._variances import score_function_moments
 from rgrad.exact._variances import score_function_variance
 
 __all__ = (
+  "DEFAULT_NUM_PANELS",
+  "bernoulli_estimator_moments",
+  "bernoulli_expectation",
+  "one_hot_categorical_expectation",
+  "iwae_bound_expectation",
+  "vimco_moments",
+  "concrete_moments",
+  "rebar_moments",
+  "relax_moments",
+  "relaxed_bernoulli_expectation",
+  "straight_through_moments",
   "DEFAULT_NUM_POINTS",
   "DeltaExpansion",
   "EstimatorMoments",

@@ -26,9 +26,12 @@ class EstimatorMoments(NamedTuple):
   """Mean and variance of a single-sample estimator, per parameter.
 
   Attributes:
-    mean: ``LocScale`` of the estimator's mean, which equals the gradient for
-      an unbiased estimator (a check of the written-out law).
-    variance: ``LocScale`` of its single-sample variance.
+    mean: the estimator's mean, which equals the gradient for an unbiased
+      estimator (a check of the written-out law): a ``LocScale`` for the
+      Gaussian references, an array shaped like the logits for the discrete
+      ones (:mod:`rgrad.exact._discrete`).
+    variance: its variance per unit (one draw; one pair or one batch mean
+      for the discrete pair and batch estimators), the same structure.
   """
 
   mean: LocScale
