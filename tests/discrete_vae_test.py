@@ -1,0 +1,275 @@
+"""Tests for experiments/discrete_vae/: a tiny run, outputs, resume, flags."""
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from unittest import mock
+
+import jax
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
+
+import rgrad
+from experiments import discrete_vae
+from experiments.common import config as config_lib
+from experiments.common import data
+from experiments.configs import discrete_vae as dvae_config
+from experiments.discrete_vae import gradients as dvae_gradients
+from experiments.discrete_vae import train as dvae_train
+
+# The smoke run trains these (each estimator compiles its own step).
+_SMOKE = ("score_function", "leave_one_out")
+
+
+def _tiny_config(**overrides):
+  config = dvae_config.get_config()
+  config.num_steps = 6
+  config.log_every = 2
+  config.checkpoint_every = 4
+  config.batch_size = 8
+  config.latent_dim = 3
+  config.num_eval_samples = 2
+  config.num_final_samples = 4
+  config.eval_batch_size = 128
+  config.num_variance_replicates = 3
+  config.variance_batch_size = 8
+  config.num_display = 3
+  config.update(overrides)
+  return config
+
+
+def _tempdir(testcase):
+  # tempfile rather than create_tempdir: absl flags are unparsed under pytest.
+  path = tempfile.mkdtemp()
+  testcase.addCleanup(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
+def _leaves(params):
+  return [np.asarray(x) for x in jax.tree.leaves(params)]
+
+
+class DiscreteVaeRunTest(parameterized.TestCase):
+  """One tiny run, shared by the tests below."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.workdir = tempfile.mkdtemp()
+    cls.config = _tiny_config(estimator=",".join(_SMOKE))
+    cls.result = discrete_vae.run(cls.config, cls.workdir)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.workdir, ignore_errors=True)
+    super().tearDownClass()
+
+  def test_every_estimator_trains(self):
+    metrics = self.result["metrics"]
+    self.assertEqual(metrics["estimators"], list(_SMOKE))
+    histories = metrics["history"]
+    initial = histories[_SMOKE[0]][0]
+    for name in _SMOKE:
+      rows = histories[name]
+      self.assertEqual([r["step"] for r in rows], [0, 2, 4, 6])
+      for row in rows:
+        for field in discrete_vae.METRIC_FIELDS:
+          self.assertTrue(np.isfinite(row[field]), msg=f"{name} {field}")
+        self.assertGreater(row["grad_variance"], 0.0)
+        self.assertGreater(row["grad_variance_se"], 0.0)
+        # Bounds on log-likelihoods of binary pixels are negative, and the
+        # IWAE bound (same draws) is at least the ELBO.
+        self.assertLess(row["test_elbo"], 0.0)
+        self.assertGreaterEqual(row["test_iwae"], row["test_elbo"])
+      # Same initialization for every estimator: identical step-0 bounds.
+      for field in ("train_elbo", "test_elbo", "test_iwae"):
+        self.assertEqual(rows[0][field], initial[field])
+      # Training moved every parameter array (the learned prior's too).
+      for initial_leaf, final_leaf in zip(
+        _leaves(self.result["initial_params"]),
+        _leaves(self.result["params"][name]),
+        strict=True,
+      ):
+        self.assertFalse(np.array_equal(initial_leaf, final_leaf), msg=name)
+      self.assertEqual(metrics["cost_evaluations"][name], 2)
+      final = metrics["final"][name]
+      self.assertLess(final["test_iwae_final"], 0.0)
+
+  def test_output_schema(self):
+    with open(os.path.join(self.workdir, "metrics.json")) as f:
+      metrics = json.load(f)
+    self.assertEqual(metrics["schema_version"], discrete_vae.SCHEMA_VERSION)
+    self.assertEqual(
+      set(metrics),
+      {
+        "schema_version",
+        "config",
+        "estimators",
+        "data",
+        "cost_evaluations",
+        "history",
+        "final",
+      },
+    )
+    self.assertEqual(metrics["config"], self.config.to_dict())
+    self.assertEqual(
+      metrics["data"],
+      {
+        "source": "sklearn_digits",
+        "num_train": 1438,
+        "num_test": 359,
+        "dim": 64,
+      },
+    )
+    for name in _SMOKE:
+      for row in metrics["history"][name]:
+        self.assertEqual(set(row), set(discrete_vae.METRIC_FIELDS))
+      last = dict(metrics["final"][name])
+      last.pop("test_iwae_final")
+      self.assertEqual(last, metrics["history"][name][-1])
+
+    with open(os.path.join(self.workdir, "metrics.csv")) as f:
+      rows = list(csv.reader(f))
+    self.assertEqual(tuple(rows[0]), ("estimator", *discrete_vae.METRIC_FIELDS))
+    self.assertLen(rows, 1 + 4 * len(_SMOKE))
+    with open(os.path.join(self.workdir, "final.csv")) as f:
+      table = list(csv.DictReader(f))
+    self.assertEqual([r["estimator"] for r in table], list(_SMOKE))
+    self.assertEqual(tuple(table[0]), discrete_vae.FINAL_FIELDS)
+    self.assertEqual(
+      float(table[1]["test_iwae_final"]),
+      metrics["final"][_SMOKE[1]]["test_iwae_final"],
+    )
+    for png in ("elbo", "grad_variance", "reconstructions", "samples"):
+      path = os.path.join(self.workdir, f"{png}.png")
+      with open(path, "rb") as f:
+        self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", msg=path)
+
+  def test_resume_after_kill_is_bitwise_identical(self):
+    # score_function carries a non-trivial baseline state as well.
+    config = _tiny_config(estimator="score_function")
+    workdir = _tempdir(self)
+    # "Kill" after step 5: the checkpoint of step 4 survives, step 5 is lost.
+    result = discrete_vae.run(config, workdir, stop_after_step=5)
+    self.assertIsNone(result["metrics"])
+    self.assertFalse(os.path.exists(os.path.join(workdir, "metrics.json")))
+    compiled = dvae_train.train_step._cache_size()
+    with mock.patch.object(
+      dvae_train, "train_step", wraps=dvae_train.train_step
+    ) as step:
+      resumed = discrete_vae.run(config, workdir)
+    # Resumed from step 4: one warm-up call plus steps 5 and 6, and nothing
+    # new was compiled.
+    self.assertEqual(step.call_count, 3)
+    self.assertEqual(dvae_train.train_step._cache_size(), compiled)
+    # The shared run trained score_function uninterrupted from the same
+    # initialization and keys.
+    for a, b in zip(
+      _leaves(resumed["params"]["score_function"]),
+      _leaves(self.result["params"]["score_function"]),
+      strict=True,
+    ):
+      np.testing.assert_array_equal(a, b)
+    drop_time = lambda rows: [
+      {k: v for k, v in r.items() if k != "wall_time_s"} for r in rows
+    ]
+    self.assertEqual(
+      drop_time(resumed["metrics"]["history"]["score_function"]),
+      drop_time(self.result["metrics"]["history"]["score_function"]),
+    )
+    self.assertEqual(
+      resumed["metrics"]["final"]["score_function"]["test_iwae_final"],
+      self.result["metrics"]["final"]["score_function"]["test_iwae_final"],
+    )
+
+  def test_refuses_to_resume_under_another_config(self):
+    config = _tiny_config(estimator=",".join(_SMOKE), latent_dim=4)
+    with mock.patch.object(dvae_train, "train_step") as step:
+      with self.assertRaisesRegex(
+        config_lib.ConfigError, "different config.*latent_dim"
+      ):
+        discrete_vae.run(config, self.workdir)
+    step.assert_not_called()
+
+  def test_refuses_a_checkpoint_past_num_steps(self):
+    config = _tiny_config(estimator=",".join(_SMOKE), num_steps=3)
+    with self.assertRaisesRegex(
+      config_lib.ConfigError, "checkpoint at step 6, past"
+    ):
+      discrete_vae.run(config, self.workdir)
+
+
+class BadFlagsTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ("unknown_estimator", {"estimator": "reinforce"}, "Unknown estimator"),
+    ("unknown_in_list", {"estimator": "arm,nope"}, "Unknown name.*'nope'"),
+    ("unknown_model", {"model": "deep"}, "Unknown model 'deep'"),
+    ("activation", {"activation": "relu"}, "Unknown activation"),
+    ("zero_samples", {"num_samples": 0}, "num_samples must be >= 1, got 0"),
+    (
+      "loo_one_sample",
+      {"estimator": "leave_one_out", "num_samples": 1},
+      "num_samples must be >= 2 for the leave_one_out",
+    ),
+    ("zero_steps", {"num_steps": 0}, "num_steps must be >= 1"),
+    ("zero_latent", {"latent_dim": 0}, "latent_dim must be >= 1"),
+    ("negative_seed", {"seed": -1}, "config.seed must be >= 0"),
+    (
+      "two_replicates",
+      {"num_variance_replicates": 2},
+      "num_variance_replicates must be >= 3",
+    ),
+    ("test_fraction", {"test_fraction": 1.0}, "test_fraction must be < 1"),
+    ("threshold", {"binarize_threshold": 1.5}, "binarize_threshold must be"),
+    ("learning_rate", {"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ("big_batch", {"batch_size": 5000}, "batch_size .* exceeds"),
+    ("no_file", {"data_path": "/nonexistent.npz"}, "data_path.*not a file"),
+  )
+  def test_fails_before_training(self, overrides, message):
+    workdir = os.path.join(_tempdir(self), "run")
+    config = _tiny_config(**overrides)
+    with mock.patch.object(dvae_train, "train_step") as step:
+      with self.assertRaisesRegex(config_lib.ConfigError, message):
+        discrete_vae.run(config, workdir)
+    step.assert_not_called()
+    # Nothing recorded: a corrected config may use the same workdir.
+    self.assertFalse(os.path.exists(workdir))
+
+
+class RegistryTest(absltest.TestCase):
+  def test_estimators_come_from_the_registry(self):
+    for name in discrete_vae.ESTIMATORS:
+      spec = dvae_gradients.get_spec(name)
+      self.assertIs(
+        spec, rgrad.get_estimator(dvae_gradients.registry_name(name))
+      )
+      self.assertEqual(spec.stateful, name == "score_function", msg=name)
+      # Equal cost: two evaluations per data point per step.
+      self.assertEqual(
+        dvae_gradients.cost_evaluations(name, 2, latent_dim=32), 2, msg=name
+      )
+
+
+class DataTest(absltest.TestCase):
+  def test_npz_loader(self):
+    # A Keras-style archive: uint8 images [n, 4, 4], scaled by 255.
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 4, 4), dtype=np.uint8)
+    path = os.path.join(_tempdir(self), "tiny.npz")
+    np.savez(path, x_train=images[:5], x_test=images[5:])
+    train, test = data.load_npz_binarized(path, threshold=0.5)
+    self.assertEqual((train.shape, test.shape), ((5, 16), (2, 16)))
+    self.assertEqual(train.dtype, np.float32)
+    np.testing.assert_array_equal(
+      np.concatenate([train, test]), (images.reshape(7, 16) > 127.5)
+    )
+    np.savez(path, x_train=images)
+    with self.assertRaisesRegex(ValueError, "lacks the array.*x_test"):
+      data.load_npz_binarized(path)
+
+
+if __name__ == "__main__":
+  absltest.main()
