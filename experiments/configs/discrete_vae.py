@@ -64,8 +64,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_steps = 3000
   config.batch_size = 50
   # Cost evaluations per data point per step for every estimator: one
-  # antithetic pair for arm/disarm, K = 2 for leave_one_out and vimco.
+  # antithetic pair for arm/disarm, K = 2 for leave_one_out and vimco; also
+  # the draws of the decoder/prior gradient.
   config.num_samples = 2
+  # Draws per data point for rebar and relax (3 cost evaluations each).
+  config.relaxed_num_samples = 1
+  # Adam's step size for rebar's/relax's control (the registry's default).
+  config.control_learning_rate = 1e-2
   config.learning_rate = 1e-3
   # Decay of the moving-average baseline of the score-function estimator.
   config.baseline_decay = 0.9

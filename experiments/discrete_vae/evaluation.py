@@ -8,7 +8,7 @@ Every ``log_every`` steps, jitted:
   draws per image, with one fixed key, in nats per image (so
   :math:`\mathcal{L}_S` is at least the ELBO draw by draw);
 * from :math:`R` = ``num_variance_replicates`` independent estimates of the
-  encoder gradient at the current parameters and baseline (keys
+  encoder gradient at the current parameters, baseline and control (keys
   ``fold_in(measure_key, step)``, split; the first ``variance_batch_size``
   training images; the training ``num_samples``): the total variance
   :math:`\operatorname{tr} S` summed over all encoder parameters, its
@@ -125,6 +125,7 @@ def gradient_replicates(
       baseline,
       x,
       k,
+      state.control if hyper.estimator in gradients.RELAXED else None,
     )
     return grad
 

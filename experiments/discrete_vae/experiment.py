@@ -135,7 +135,7 @@ def run(
       "dim": int(data_dim),
     },
     {
-      n: gradients.cost_evaluations(n, config.num_samples, config.latent_dim)
+      n: gradients.cost_evaluations(n, hypers[n].num_samples, config.latent_dim)
       for n in names
     },
     histories,

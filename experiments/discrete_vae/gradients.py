@@ -33,14 +33,36 @@ What the estimator is handed follows from the entry's ``objective``
   :math:`-\mathcal{L}_K` (Burda et al., 2016), which ``vimco`` trains
   (decoder and prior included) instead of the ELBO.
 
-At ``num_samples = 2`` every estimator makes two cost evaluations per data
-point per step: one antithetic pair for ``arm``/``disarm``, two draws for
-``leave_one_out``, ``vimco`` and ``score_function``.
+At ``num_samples = 2`` every estimator but REBAR and RELAX makes two cost
+evaluations per data point per step: one antithetic pair for
+``arm``/``disarm``, two draws for ``leave_one_out``, ``vimco`` and
+``score_function``. REBAR and RELAX evaluate the cost three times per draw
+(at :math:`b`, :math:`\sigma(z/\lambda)` and :math:`\sigma(\tilde
+z/\lambda)`) and run at ``relaxed_num_samples`` draws (default 1: three
+evaluations, the nearest integer match).
 
 The VAE's ``score_function`` is the registry's
 ``score_function_moving_average``, run with the value of one moving-average
 baseline per *batch* (updated once per step from all :math:`B \times K`
 costs), exactly as the Gaussian VAE does and for the reasons given there.
+
+**REBAR and RELAX: the control, per batch.** The registry's ``rebar`` and
+``relax`` are :class:`rgrad.base.StatefulEstimator` s whose ``estimate``
+takes one Optax step on the control :math:`\phi_c` after each call, to
+minimize the second moment of *that call's* estimates. Vmapped over the
+images of a batch, that would make one updated control per image, and
+averaging :math:`B` Adam states is not an Adam step. So the VAE keeps one
+control per run (initialized as the registry entry's ``init`` does) and
+does what the RELAX paper does for its VAE: the encoder gradient is
+estimated at the current control with the registry's fixed-control
+functions (:func:`rgrad.rebar_jacobians`, :func:`rgrad.relax_jacobians`),
+and the control takes an Adam step on
+:math:`\partial_{\phi_c} \lVert \hat g_\phi \rVert^2`, the squared norm
+of the *batch's encoder-parameter* gradient -- an unbiased estimate of
+:math:`\partial_{\phi_c} \mathrm{Var}(\hat g_\phi)`, since
+:math:`E \hat g_\phi` does not depend on :math:`\phi_c` (Grathwohl et al.,
+2018, Section 3.1). The estimate a step uses depends on earlier steps'
+draws only, so it stays unbiased.
 
 **Generative model.** The decoder and prior gradient is the exact gradient
 of the objective at sampled latents: ``jax.grad`` in :math:`\theta` of
@@ -54,10 +76,13 @@ References:
   Yin and Zhou, ICLR 2019, https://arxiv.org/abs/1807.11143.
   Mnih and Rezende, ICML 2016, https://arxiv.org/abs/1602.06725.
   Burda, Grosse and Salakhutdinov, ICLR 2016, https://arxiv.org/abs/1509.00519.
+  Tucker et al., REBAR, NeurIPS 2017, https://arxiv.org/abs/1703.07370.
+  Grathwohl et al., RELAX, ICLR 2018, https://arxiv.org/abs/1711.00123.
   Mohamed et al., JMLR 2020, https://arxiv.org/abs/1906.10652 (Section 4).
 """
 
 import functools
+from typing import Any
 
 import chex
 import jax
@@ -72,7 +97,20 @@ Params = model_lib.Params
 
 # The encoder-gradient estimators the VAE compares, in the order of its
 # figures, by their names in the config.
-ESTIMATORS = ("score_function", "leave_one_out")
+ESTIMATORS = (
+  "score_function",
+  "leave_one_out",
+  "arm",
+  "disarm",
+  "vimco",
+  "rebar",
+  "relax",
+)
+# The estimators with a learned control, which the VAE trains per batch.
+RELAXED = ("rebar", "relax")
+# The surrogate network of the registry's "relax" entry (rgrad.relax()'s
+# defaults), which relax_jacobians must be told; checked in initial_control.
+_RELAX_SURROGATE = {"hidden_sizes": (10,), "num_latents": None}
 
 # A VAE name that differs from the registry's: the VAE's score function always
 # carries the moving-average baseline.
@@ -90,7 +128,8 @@ def get_spec(name: str) -> rgrad.EstimatorSpec:
 
   Raises:
     ValueError: an unknown name, an objective the VAE cannot train, or a
-      stateful entry whose state is not a moving-average baseline.
+      stateful entry whose state is neither a moving-average baseline nor
+      (for `RELAXED`) a learned control.
   """
   spec = rgrad.get_estimator(registry_name(name))
   if spec.objective not in _OBJECTIVES:
@@ -98,14 +137,46 @@ def get_spec(name: str) -> rgrad.EstimatorSpec:
       f"The discrete VAE trains the objectives {_OBJECTIVES}; {name!r} "
       f"estimates {spec.objective!r}."
     )
-  if spec.stateful and not isinstance(
-    spec.fn.init(None), control_variates.MovingAverageBaselineState
+  if (
+    spec.stateful
+    and name not in RELAXED
+    and not isinstance(
+      spec.fn.init(None), control_variates.MovingAverageBaselineState
+    )
   ):
     raise ValueError(
       f"The VAE keeps a stateful estimator's state per batch, which it can do "
       f"for a moving-average baseline only; {name!r} carries another state."
     )
   return spec
+
+
+def initial_control(name: str) -> Any:
+  """The control the estimator `name` starts from (a 0.0 placeholder).
+
+  For `RELAXED`, the control of the registry entry's initial state.
+
+  Raises:
+    ValueError: the registry's "relax" surrogate is not the architecture
+      `relax_jacobians` is told (see `_RELAX_SURROGATE`).
+  """
+  if name not in RELAXED:
+    return jnp.zeros(())
+  control = get_spec(name).fn.init(None).control
+  if name == "relax":
+    expected = rgrad.relax(**_RELAX_SURROGATE).init(None).control
+    shapes = lambda c: jax.tree.map(jnp.shape, c.network)
+    if shapes(control) != shapes(expected):
+      raise ValueError(
+        "The registry's relax surrogate is not the one the VAE assumes "
+        f"({_RELAX_SURROGATE}); update _RELAX_SURROGATE."
+      )
+  return control
+
+
+def num_samples_for(name: str, num_samples: int, relaxed_num_samples: int):
+  """The estimator's samples per data point: REBAR/RELAX have their own."""
+  return relaxed_num_samples if name in RELAXED else num_samples
 
 
 def cost_evaluations(name: str, num_samples: int, latent_dim: int) -> int:
@@ -119,6 +190,7 @@ def _image_cotangent(
   generative_params: Params,
   num_samples: int,
   baseline: jax.Array,
+  control: Any,
   logits: jax.Array,
   x: jax.Array,
   key: chex.PRNGKey,
@@ -138,20 +210,41 @@ def _image_cotangent(
     frozen_q = model_lib.posterior({"logits": jax.lax.stop_gradient(logits)})
     function = lambda b: frozen_q.log_prob(b) - log_joint(b)
   q_params = {"logits": logits}
-  if spec.stateful:
+  posterior = model_lib.posterior
+  costs = jnp.zeros((num_samples,), logits.dtype)
+  if isinstance(control, rgrad.RebarControl):
+    jac = rgrad.rebar_jacobians(
+      function,
+      q_params,
+      posterior,
+      key,
+      num_samples,
+      temperature=jnp.exp(control.log_temperature),
+      scale=control.scale,
+    )
+  elif isinstance(control, rgrad.RelaxControl):
+    jac = rgrad.relax_jacobians(
+      function,
+      q_params,
+      posterior,
+      key,
+      num_samples,
+      control=control,
+      **_RELAX_SURROGATE,
+    )
+  elif spec.stateful:
     # The baseline is the VAE's per-batch state (see the module docstring).
     jac, costs = estimators.score_function_jacobians(
       function,
       q_params,
-      model_lib.posterior,
+      posterior,
       key,
       num_samples,
       baseline=baseline,
       return_costs=True,
     )
   else:
-    jac = spec.fn(function, q_params, model_lib.posterior, key, num_samples)
-    costs = jnp.zeros((num_samples,), logits.dtype)
+    jac = spec.fn(function, q_params, posterior, key, num_samples)
   return jac["logits"].mean(0), costs
 
 
@@ -163,6 +256,7 @@ def encoder_gradient(
   baseline: jax.Array,
   x: jax.Array,
   key: chex.PRNGKey,
+  control: Any = None,
 ) -> tuple[Params, jax.Array]:
   """One estimate of the encoder gradient of the batch-mean objective.
 
@@ -174,11 +268,20 @@ def encoder_gradient(
     baseline: scalar baseline (read by `score_function` only).
     x: images `[batch, D]`.
     key: consumed.
+    control: for `RELAXED`, the control (an `rgrad.RebarControl` or
+      `rgrad.RelaxControl`); the estimate is differentiable in it.
 
   Returns:
     `(gradient like params["encoder"], costs [batch, num_samples])`.
   """
   spec = get_spec(estimator)
+  if (estimator in RELAXED) != isinstance(
+    control, (rgrad.RebarControl, rgrad.RelaxControl)
+  ):
+    raise ValueError(
+      f"encoder_gradient: {estimator!r} needs a control iff it is one of "
+      f"{RELAXED}; got {type(control).__name__}."
+    )
   batch_size = x.shape[0]
   logits, encoder_vjp = jax.vjp(
     lambda p: model.encode(p, x), params["encoder"]
@@ -190,6 +293,7 @@ def encoder_gradient(
     jax.lax.stop_gradient(model_lib.generative(params)),
     num_samples,
     baseline,
+    control,
   )
   keys = jax.random.split(key, batch_size)
   del key

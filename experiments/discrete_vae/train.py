@@ -4,8 +4,9 @@ One step draws a minibatch and every random number from
 ``fold_in(train_key, step)``, estimates the encoder gradient with the
 configured estimator and the decoder and prior gradient exactly at sampled
 latents (:mod:`experiments.discrete_vae.gradients`), takes an Adam step on
-all of them, and folds the batch's costs into the moving-average baseline
-(read by the score function only). The loop
+all of them, folds the batch's costs into the moving-average baseline (read
+by the score function only; it stays 0 for the others) and, for REBAR and
+RELAX, takes an Adam step on their control. The loop
 (:mod:`experiments.common.training`, shared with the Gaussian VAE) logs the
 diagnostics of :mod:`experiments.discrete_vae.evaluation` every
 ``log_every`` steps and checkpoints (orbax) every ``checkpoint_every``
@@ -13,6 +14,7 @@ steps; a killed run resumes bit for bit.
 """
 
 import functools
+from typing import Any
 from typing import NamedTuple
 
 import chex
@@ -36,6 +38,10 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
   # Moving average of the batch-mean cost: the score function's baseline.
   baseline: control_variates.MovingAverageBaselineState
+  # REBAR's/RELAX's learned control and its Adam state (a 0.0 placeholder
+  # for the other estimators).
+  control: Any
+  control_opt_state: optax.OptState
   step: jax.Array  # int32 scalar: optimizer steps taken.
   key: jax.Array  # uint32 key data of the train key (`jax.random.key_data`).
 
@@ -75,10 +81,12 @@ class Hyper(NamedTuple):
 
   estimator: str
   model_spec: ModelSpec
-  num_samples: int
+  num_samples: int  # The encoder estimator's, per data point.
+  generative_samples: int  # Draws per data point of the generative gradient.
   batch_size: int
   learning_rate: float
   baseline_decay: float
+  control_learning_rate: float
   num_eval_samples: int
   eval_batch_size: int
   num_variance_replicates: int
@@ -96,10 +104,14 @@ class Hyper(NamedTuple):
         learn_prior=config.learn_prior,
         data_dim=data_dim,
       ),
-      num_samples=config.num_samples,
+      num_samples=gradients.num_samples_for(
+        estimator, config.num_samples, config.relaxed_num_samples
+      ),
+      generative_samples=config.num_samples,
       batch_size=config.batch_size,
       learning_rate=config.learning_rate,
       baseline_decay=config.baseline_decay,
+      control_learning_rate=config.control_learning_rate,
       num_eval_samples=config.num_eval_samples,
       eval_batch_size=config.eval_batch_size,
       num_variance_replicates=config.num_variance_replicates,
@@ -114,14 +126,21 @@ class Hyper(NamedTuple):
   def optimizer(self) -> optax.GradientTransformation:
     return optax.adam(self.learning_rate)
 
+  @property
+  def control_optimizer(self) -> optax.GradientTransformation:
+    return optax.adam(self.control_learning_rate)
+
 
 def init_state(
   hyper: Hyper, params: Params, train_key: chex.PRNGKey
 ) -> TrainState:
+  control = gradients.initial_control(hyper.estimator)
   return TrainState(
     params=params,
     opt_state=hyper.optimizer.init(params),
     baseline=control_variates.moving_average_baseline_init(),
+    control=control,
+    control_opt_state=hyper.control_optimizer.init(control),
     step=jnp.zeros((), jnp.int32),
     key=jax.random.key_data(train_key),
   )
@@ -141,18 +160,43 @@ def train_step(
   )
   x = train_data[index]  # [batch, D]
   baseline = control_variates.moving_average_baseline_value(state.baseline)
-  encoder_grad, costs = gradients.encoder_gradient(
-    hyper.estimator,
-    model,
-    hyper.num_samples,
-    state.params,
-    baseline,
-    x,
-    encoder_key,
-  )
+
+  def encoder_gradient(control):
+    return gradients.encoder_gradient(
+      hyper.estimator,
+      model,
+      hyper.num_samples,
+      state.params,
+      baseline,
+      x,
+      encoder_key,
+      control if hyper.estimator in gradients.RELAXED else None,
+    )
+
+  control, control_opt_state = state.control, state.control_opt_state
+  if hyper.estimator in gradients.RELAXED:
+    # The estimate at the current control, and the gradient in the control
+    # of its squared norm: d Var / d control, unbiased (gradients docs).
+    def squared_norm(control):
+      grad, costs = encoder_gradient(control)
+      norm = sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad))
+      return norm, (grad, costs)
+
+    (_, (encoder_grad, costs)), control_grad = jax.value_and_grad(
+      squared_norm, has_aux=True
+    )(control)
+    control_updates, control_opt_state = hyper.control_optimizer.update(
+      control_grad, control_opt_state, control
+    )
+    control = optax.apply_updates(control, control_updates)
+  else:
+    encoder_grad, costs = encoder_gradient(None)
   generative_grad = jax.grad(
     functools.partial(
-      gradients.generative_loss, hyper.estimator, model, hyper.num_samples
+      gradients.generative_loss,
+      hyper.estimator,
+      model,
+      hyper.generative_samples,
     )
   )(
     model_lib.generative(state.params),
@@ -171,6 +215,8 @@ def train_step(
     baseline=control_variates.moving_average_baseline_update(
       state.baseline, costs, hyper.baseline_decay
     ),
+    control=control,
+    control_opt_state=control_opt_state,
     step=state.step + 1,
     key=state.key,
   )

@@ -13,6 +13,7 @@ from experiments.discrete_vae import model as model_lib
 
 _POSITIVE_INTS = (
   "num_samples",
+  "relaxed_num_samples",
   "num_steps",
   "latent_dim",
   "hidden_dim",
@@ -73,6 +74,8 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   )
   for name in names:
     spec = gradients.get_spec(name)
+    if name in gradients.RELAXED:
+      continue  # relaxed_num_samples >= 1 is all they need.
     if config.num_samples < spec.min_num_samples:
       raise config_lib.ConfigError(
         f"config.num_samples must be >= {spec.min_num_samples} for the "
@@ -89,6 +92,9 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   )
   config_lib.real(config.baseline_decay, "baseline_decay", low=0.0, high=1.0)
   config_lib.real(config.learning_rate, "learning_rate", positive=True)
+  config_lib.real(
+    config.control_learning_rate, "control_learning_rate", positive=True
+  )
   return names
 
 
