@@ -25,8 +25,12 @@ from experiments.discrete_vae import gradients as dvae_gradients
 from experiments.discrete_vae import model as dvae_model
 from experiments.discrete_vae import train as dvae_train
 
-# The smoke run trains these (each estimator compiles its own step).
-_SMOKE = ("score_function", "leave_one_out")
+# The smoke run trains rebar, whose state has the most to checkpoint (a
+# learned control and its Adam state besides the parameters). Each estimator
+# compiles its own step (~10 CPU-s for rebar, which differentiates its
+# estimate in the control); the others' gradients are checked, without
+# training, by ExactGradientTest.
+_SMOKE = ("rebar",)
 
 
 def _tiny_config(**overrides):
@@ -76,7 +80,6 @@ class DiscreteVaeRunTest(parameterized.TestCase):
     metrics = self.result["metrics"]
     self.assertEqual(metrics["estimators"], list(_SMOKE))
     histories = metrics["history"]
-    initial = histories[_SMOKE[0]][0]
     for name in _SMOKE:
       rows = histories[name]
       self.assertEqual([r["step"] for r in rows], [0, 2, 4, 6])
@@ -89,17 +92,24 @@ class DiscreteVaeRunTest(parameterized.TestCase):
         # IWAE bound (same draws) is at least the ELBO.
         self.assertLess(row["test_elbo"], 0.0)
         self.assertGreaterEqual(row["test_iwae"], row["test_elbo"])
-      # Same initialization for every estimator: identical step-0 bounds.
-      for field in ("train_elbo", "test_elbo", "test_iwae"):
-        self.assertEqual(rows[0][field], initial[field])
-      # Training moved every parameter array (the learned prior's too).
+      # Training moved every parameter array (the learned prior's too) and
+      # the control.
       for initial_leaf, final_leaf in zip(
         _leaves(self.result["initial_params"]),
         _leaves(self.result["params"][name]),
         strict=True,
       ):
         self.assertFalse(np.array_equal(initial_leaf, final_leaf), msg=name)
-      self.assertEqual(metrics["cost_evaluations"][name], 2)
+      for initial_leaf, final_leaf in zip(
+        _leaves(dvae_gradients.initial_control(name)),
+        _leaves(self.result["controls"][name]),
+        strict=True,
+      ):
+        self.assertFalse(np.array_equal(initial_leaf, final_leaf), msg=name)
+      # Two evaluations per image per step; rebar's one draw takes three.
+      self.assertEqual(
+        metrics["cost_evaluations"][name], 3 if name == "rebar" else 2
+      )
       final = metrics["final"][name]
       self.assertLess(final["test_iwae_final"], 0.0)
 
@@ -145,8 +155,8 @@ class DiscreteVaeRunTest(parameterized.TestCase):
     self.assertEqual([r["estimator"] for r in table], list(_SMOKE))
     self.assertEqual(tuple(table[0]), discrete_vae.FINAL_FIELDS)
     self.assertEqual(
-      float(table[1]["test_iwae_final"]),
-      metrics["final"][_SMOKE[1]]["test_iwae_final"],
+      float(table[0]["test_iwae_final"]),
+      metrics["final"][_SMOKE[0]]["test_iwae_final"],
     )
     for png in ("elbo", "grad_variance", "reconstructions", "samples"):
       path = os.path.join(self.workdir, f"{png}.png")
@@ -154,8 +164,8 @@ class DiscreteVaeRunTest(parameterized.TestCase):
         self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", msg=path)
 
   def test_resume_after_kill_is_bitwise_identical(self):
-    # score_function carries a non-trivial baseline state as well.
-    config = _tiny_config(estimator="score_function")
+    # rebar carries its control and the control's Adam state as well.
+    config = _tiny_config(estimator="rebar")
     workdir = _tempdir(self)
     # "Kill" after step 5: the checkpoint of step 4 survives, step 5 is lost.
     result = discrete_vae.run(config, workdir, stop_after_step=5)
@@ -170,11 +180,13 @@ class DiscreteVaeRunTest(parameterized.TestCase):
     # new was compiled.
     self.assertEqual(step.call_count, 3)
     self.assertEqual(dvae_train.train_step._cache_size(), compiled)
-    # The shared run trained score_function uninterrupted from the same
+    # The shared run trained rebar uninterrupted from the same
     # initialization and keys.
     for a, b in zip(
-      _leaves(resumed["params"]["score_function"]),
-      _leaves(self.result["params"]["score_function"]),
+      _leaves((resumed["params"]["rebar"], resumed["controls"]["rebar"])),
+      _leaves(
+        (self.result["params"]["rebar"], self.result["controls"]["rebar"])
+      ),
       strict=True,
     ):
       np.testing.assert_array_equal(a, b)
@@ -182,12 +194,12 @@ class DiscreteVaeRunTest(parameterized.TestCase):
       {k: v for k, v in r.items() if k != "wall_time_s"} for r in rows
     ]
     self.assertEqual(
-      drop_time(resumed["metrics"]["history"]["score_function"]),
-      drop_time(self.result["metrics"]["history"]["score_function"]),
+      drop_time(resumed["metrics"]["history"]["rebar"]),
+      drop_time(self.result["metrics"]["history"]["rebar"]),
     )
     self.assertEqual(
-      resumed["metrics"]["final"]["score_function"]["test_iwae_final"],
-      self.result["metrics"]["final"]["score_function"]["test_iwae_final"],
+      resumed["metrics"]["final"]["rebar"]["test_iwae_final"],
+      self.result["metrics"]["final"]["rebar"]["test_iwae_final"],
     )
 
   def test_refuses_to_resume_under_another_config(self):
@@ -259,14 +271,41 @@ class ExactGradientTest(absltest.TestCase):
     baseline = exact_objective(params["encoder"], False)
     for name in discrete_vae.ESTIMATORS:
       iwae = dvae_gradients.get_spec(name).objective == "negative_iwae_bound"
+      # REBAR/RELAX are unbiased at any control: take one away from the
+      # initial one (RELAX's network starts with a zero output layer, where
+      # RELAX is REBAR), so that every term of the surrogate is exercised.
+      control = None
+      if name in dvae_gradients.RELAXED:
+        control = dvae_gradients.initial_control(name)._replace(
+          log_temperature=jnp.log(0.4), scale=jnp.asarray(0.9)
+        )
+      if name == "relax":
+        leaves, tree = jax.tree.flatten(control.network)
+        keys = jax.random.split(jax.random.key(5), len(leaves))
+        control = control._replace(
+          network=jax.tree.unflatten(
+            tree,
+            [
+              a + 0.05 * jax.random.normal(k, a.shape, a.dtype)
+              for a, k in zip(leaves, keys, strict=True)
+            ],
+          )
+        )
       exact = np.asarray(
         flatten(jax.grad(exact_objective)(params["encoder"], iwae), ())
       )
       estimate = jax.jit(
         jax.vmap(
-          lambda k, name=name: flatten(
+          lambda k, name=name, control=control: flatten(
             discrete_vae.encoder_gradient(
-              name, model, 2, params, baseline, x, k
+              name,
+              model,
+              2,
+              params,
+              baseline,
+              x,
+              k,
+              control,
             )[0],
             (),
           )
@@ -309,10 +348,10 @@ class TotalVarianceTest(absltest.TestCase):
 
   def test_gaussian_calibration(self):
     # Gaussian estimates, R = 8: E[SE^2] = (R-1)/(R-2) Var(tr S) with
-    # Var(tr S) = 2 tr Sigma^2 / (R-1) (see total_variance). Over 4000 seeds
-    # the ratio's SE is ~0.011: 5 SE ~ 0.055, so this detects an SE^2 off by
-    # 5% (a factor (R-1) for (R-2) in the formula is 17%).
-    seeds, num, dim = 4000, 8, 50
+    # Var(tr S) = 2 tr Sigma^2 / (R-1) (see total_variance). Over 2000 seeds
+    # the ratio's SE is ~0.015: 5 SE ~ 0.077, so this detects an SE^2 off by
+    # 7% (a factor (R-1) for (R-2) in the formula is 17%).
+    seeds, num, dim = 2000, 8, 50
     scale = jnp.sqrt(jnp.linspace(0.1, 3.0, dim))
     draws = 1.0 + scale * jax.random.normal(
       jax.random.key(0), (seeds, num, dim), jnp.float64
@@ -321,7 +360,7 @@ class TotalVarianceTest(absltest.TestCase):
     true_var = 2 * float(jnp.sum(scale**4)) / (num - 1)
     ratio = np.asarray(out["grad_variance_se"]) ** 2 / true_var
     se = ratio.std(ddof=1) / np.sqrt(seeds)
-    self.assertLess(5 * se, 0.06)
+    self.assertLess(5 * se, 0.085)
     self.assertLess(abs(ratio.mean() - (num - 1) / (num - 2)), 5 * se)
     np.testing.assert_allclose(
       np.mean(out["grad_variance"]), float(jnp.sum(scale**2)), rtol=0.01
@@ -367,16 +406,50 @@ class BadFlagsTest(parameterized.TestCase):
 
 class RegistryTest(absltest.TestCase):
   def test_estimators_come_from_the_registry(self):
+    relaxed = dvae_gradients.RELAXED
     for name in discrete_vae.ESTIMATORS:
       spec = dvae_gradients.get_spec(name)
       self.assertIs(
         spec, rgrad.get_estimator(dvae_gradients.registry_name(name))
       )
-      self.assertEqual(spec.stateful, name == "score_function", msg=name)
-      # Equal cost: two evaluations per data point per step.
       self.assertEqual(
-        dvae_gradients.cost_evaluations(name, 2, latent_dim=32), 2, msg=name
+        spec.stateful, name in ("score_function", *relaxed), msg=name
       )
+      # Equal cost: two evaluations per data point per step (pairs, K = 2),
+      # three for one draw of REBAR/RELAX.
+      samples = dvae_gradients.num_samples_for(name, 2, 1)
+      self.assertEqual(
+        dvae_gradients.cost_evaluations(name, samples, latent_dim=32),
+        3 if name in relaxed else 2,
+        msg=name,
+      )
+    self.assertEqual(
+      dvae_gradients.get_spec("vimco").objective, "negative_iwae_bound"
+    )
+    # The relaxed estimators start from the registry entry's control.
+    for name in relaxed:
+      control = dvae_gradients.initial_control(name)
+      expected = rgrad.get_estimator(name).fn.init(None).control
+      for a, b in zip(
+        jax.tree.leaves(control), jax.tree.leaves(expected), strict=True
+      ):
+        np.testing.assert_array_equal(a, b)
+
+  def test_control_is_required_exactly_for_the_relaxed(self):
+    model = discrete_vae.make_model("linear", 3, 8, 64)
+    params = jax.eval_shape(lambda k: model.init(k, None), jax.random.key(0))
+    x = jax.ShapeDtypeStruct((2, 64), jnp.float32)
+    estimate = lambda name, control: jax.eval_shape(
+      lambda p, x: discrete_vae.encoder_gradient(
+        name, model, 2, p, 0.0, x, jax.random.key(1), control
+      ),
+      params,
+      x,
+    )
+    with self.assertRaisesRegex(ValueError, "'rebar' needs a control"):
+      estimate("rebar", None)
+    with self.assertRaisesRegex(ValueError, "'disarm' needs a control"):
+      estimate("disarm", dvae_gradients.initial_control("rebar"))
 
 
 class DataTest(absltest.TestCase):

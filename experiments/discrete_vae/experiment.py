@@ -65,7 +65,8 @@ def run(
 
   Returns:
     `{"metrics": <metrics.json content, None if interrupted>,
-    "params": {estimator: final params}, "initial_params": params}`.
+    "params": {estimator: final params}, "initial_params": params,
+    "controls": {estimator: final control (rebar, relax; else 0.0)}}`.
 
   Raises:
     ConfigError: a bad config, or a workdir that holds another run, before
@@ -90,7 +91,7 @@ def run(
   mean_image = train_np.mean(0) if config.decoder_bias_from_data else None
   init_params = model.init(init_key, mean_image)  # Shared by every estimator.
 
-  histories, final_params, final_bounds = {}, {}, {}
+  histories, final_params, final_bounds, controls = {}, {}, {}, {}
   for name in names:
     try:
       state, history = train.train_estimator(
@@ -109,8 +110,10 @@ def run(
         "metrics": None,
         "params": final_params,
         "initial_params": init_params,
+        "controls": controls,
       }
     histories[name], final_params[name] = history, state.params
+    controls[name] = state.control
     final_bounds[name] = evaluation.test_bound(
       state.params,
       test_data,
@@ -147,4 +150,5 @@ def run(
     "metrics": metrics,
     "params": final_params,
     "initial_params": init_params,
+    "controls": controls,
   }
