@@ -7,7 +7,10 @@ issue 12, discrete ones (:mod:`rgrad.exact._discrete`,
 Discrete. For factorized :math:`b \sim \mathrm{Bernoulli}(\sigma(\eta))`
 (:math:`d \le 12`) and any cost, :func:`bernoulli_expectation` gives
 :math:`E f(b)` and its gradient by enumerating the :math:`2^d` states
-(:func:`one_hot_categorical_expectation` likewise for one-hot draws);
+(:func:`one_hot_categorical_expectation` likewise for one-hot draws, and
+:func:`one_hot_categorical_estimator_moments` the moments of the score
+function, leave-one-out, Gumbel-softmax and straight-through Gumbel on
+them, :mod:`rgrad.exact._categorical`);
 :func:`bernoulli_estimator_moments` gives the exact per-*unit* mean and
 per-coordinate variance of the score function, leave-one-out (unit: the
 K-draw batch mean), ARM and DisARM (unit: one antithetic pair), the binary
@@ -87,6 +90,8 @@ References:
 
 from rgrad.exact._additive import additive_delta_method_variance
 from rgrad.exact._additive import additive_score_function_variance
+from rgrad.exact._categorical import DEFAULT_CATEGORICAL_PANELS
+from rgrad.exact._categorical import one_hot_categorical_estimator_moments
 from rgrad.exact._closed_forms import cosine_moments
 from rgrad.exact._closed_forms import gaussian_bump_moments
 from rgrad.exact._closed_forms import quadratic_moments
@@ -125,6 +130,8 @@ __all__ = (
   "bernoulli_estimator_moments",
   "bernoulli_expectation",
   "one_hot_categorical_expectation",
+  "one_hot_categorical_estimator_moments",
+  "DEFAULT_CATEGORICAL_PANELS",
   "iwae_bound_expectation",
   "vimco_moments",
   "concrete_moments",

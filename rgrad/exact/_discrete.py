@@ -213,14 +213,22 @@ def one_hot_categorical_expectation(
 
 
 @jax.jit
-def _score_function(costs, probs, scores):
+def score_function_core(costs, probs, scores):
+  """Mean and variance of f(x) s(x) from tables [S], [S] and [S, d].
+
+  Also the one-hot references' (:mod:`rgrad.exact._categorical`).
+  """
   g = costs[:, None] * scores  # [2^d, d]
   mean = probs @ g
   return mean, probs @ jnp.square(g - mean)
 
 
 @functools.partial(jax.jit, static_argnames="k")
-def _leave_one_out(costs, probs, scores, p, k):
+def leave_one_out_core(costs, probs, scores, p, k):
+  """Leave-one-out batch-mean moments; ``p`` gives E s^2 = p (1 - p).
+
+  Holds for one-hot scores too (``p`` the flattened probabilities).
+  """
   value = probs @ costs
   centred = costs - value  # H is invariant to a shift of f
   fs = centred[:, None] * scores  # [2^d, d]
@@ -415,9 +423,9 @@ def bernoulli_estimator_moments(
   maximum = MAX_PAIR_DIM if estimator in ("arm", "disarm") else None
   draw = _Draw(name, cost, logits, additive, maximum)
   if estimator == "score_function":
-    moments = _score_function(draw.costs, draw.probs, draw.scores)
+    moments = score_function_core(draw.costs, draw.probs, draw.scores)
   elif estimator == "leave_one_out":
-    moments = _leave_one_out(
+    moments = leave_one_out_core(
       draw.costs, draw.probs, draw.scores, draw.p, num_samples
     )
   elif estimator == "arm":
