@@ -316,8 +316,24 @@ def concrete_jacobians(
   ``unbiased=False``), and ``function`` is evaluated off the discrete
   support, so it must be defined and differentiable on the whole cube or
   simplex. The bias vanishes as :math:`\tau \to 0` while the variance grows
-  like :math:`1/\tau`; :math:`\tau = 2/3` is Maddison et al.'s suggested
-  binary default. One cost evaluation per row, i.i.d. rows.
+  like :math:`1/\tau`. One cost evaluation per row, i.i.d. rows.
+
+  Temperature. :math:`\tau = 2/3` (the default, and the registry entry
+  ``"concrete"``'s) is Maddison et al.'s suggestion for binary variables.
+  For :math:`k > 2` categories their Proposition 1(d) (the Concrete density
+  is log-convex for :math:`\tau \le 1/(k - 1)`, e.g. 1/2 at :math:`k = 3`)
+  is the usual guide; the one registry entry keeps 2/3 for every ``k`` (a
+  ``k``-dependent default cannot be one ``functools.partial``): pass
+  ``temperature`` to choose. :func:`rgrad.exact.bernoulli_estimator_moments`
+  and :func:`rgrad.exact.one_hot_categorical_estimator_moments` give the
+  exact (biased) mean and variance at any :math:`\tau`.
+
+  One-hot categorical (:class:`rgrad.OneHotCategorical`, logits
+  ``[*batch, k]``, Gumbel noise :math:`g`): with :math:`y =
+  \mathrm{softmax}((\eta + g)/\tau)` per unit, the row is :math:`J^\top
+  \nabla f(y)`, :math:`J = \partial y/\partial\eta = (\mathrm{diag}(y) -
+  y y^\top)/\tau` (:math:`y` is Jang et al. 2017's Eq. 1, Maddison et
+  al.'s Concrete draw with :math:`\alpha = e^\eta`).
 
   Args:
     function: one relaxed draw (the shape of a draw, entries in (0, 1)) ->
@@ -391,6 +407,13 @@ def straight_through_jacobians(
   objective, itself biased); in general it is no objective's gradient.
   ``function`` must be differentiable at the draws. One cost evaluation per
   row, i.i.d. rows.
+
+  One-hot categorical: the draw is :math:`x = \mathrm{one\_hot}(\arg\max_j
+  (\eta_j + g_j))`, which is also :math:`\mathrm{one\_hot}(\arg\max_j
+  y_j)` for the Gumbel-softmax sample :math:`y` of the same noise (Jang et
+  al.'s "discretize :math:`y` using arg max"), and the row is :math:`J^\top
+  \nabla f(x)` with the :math:`J` of :func:`concrete_jacobians`. The
+  registry entry uses :math:`\tau = 1`.
 
   Args:
     function: one draw -> scalar cost, differentiable at the draws.

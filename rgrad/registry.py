@@ -263,6 +263,9 @@ def _builtin() -> dict[str, EstimatorSpec]:
       summary="DisARM, ARM Rao-Blackwellized given the pair (Dong et al.)",
       min_num_samples=2,
     ),
+    # One entry each for Bernoulli and OneHotCategorical (the "relaxation"
+    # capability). 2/3 is Maddison et al.'s binary temperature, kept for
+    # every k (see concrete_jacobians for k > 2); straight-through uses 1.
     "concrete": EstimatorSpec(
       fn=functools.partial(discrete.concrete_jacobians, temperature=2.0 / 3.0),
       distributions=("relaxation",),

@@ -164,7 +164,7 @@ def _pullback(y: jax.Array, v: jax.Array, tau: jax.Array) -> jax.Array:
 def _grad_table(name, cost, points, shape, what):
   """``grad cost`` at every row of `points` ``[m, *shape]``."""
   try:
-    grads = jax.jit(jax.vmap(jax.grad(cost)))(points)
+    grads = jax.vmap(jax.grad(cost))(points)
   except (
     jax.errors.TracerArrayConversionError,
     jax.errors.ConcretizationTypeError,
