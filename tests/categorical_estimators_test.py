@@ -147,7 +147,8 @@ class ReferenceTest(parameterized.TestCase):
     # 2^19 NumPy draws of the Gumbel noise, the estimates written out from
     # Jang et al.: g = J^T grad f at y (concrete) or at the one-hot draw
     # (straight-through), J = (diag y - y y^T)/tau. ref.check_mc asserts
-    # that 5 SE is at most 2% of the largest |mean| and 3% of each variance.
+    # that 5 SE is at most 2% of the largest |mean| and 3% of each variance
+    # (k = 3).
     n, tau = 2**19, 0.5
     rng = np.random.default_rng(3)
     z = _ETA + rng.gumbel(size=(n, 3))
@@ -167,6 +168,22 @@ class ReferenceTest(parameterized.TestCase):
     ref.check_mc(
       pull(grad_f(x)), em("straight_through"), 0.02, 0.03, "straight_through"
     )
+    # k = 4 (three-dimensional pieces, the default 4 panels per axis):
+    # straight-through with a cost coupling the categories; 5 SE <= 3% of
+    # the largest |mean|, 3% of each variance.
+    eta4 = np.array([0.3, -0.2, 0.1, 0.5])
+    z = eta4 + rng.gumbel(size=(n, 4))
+    y = np.exp((z - z.max(1, keepdims=True)) / tau)
+    y /= y.sum(1, keepdims=True)
+    x = np.eye(4)[np.argmax(z, 1)]
+    w4 = np.array([0.7, -0.4, 0.2, -0.5])
+
+    def cost4(v):
+      return jnp.sum(w4 * v) + 0.8 * v[1] * v[3]
+
+    grad4 = w4 + 0.8 * np.stack([0 * x[:, 0], x[:, 3], 0 * x[:, 0], x[:, 1]], 1)
+    m4 = _em("straight_through", cost4, eta4, temperature=tau)
+    ref.check_mc(pull(grad4), m4, 0.03, 0.03, "straight_through k=4")
 
 
 class EstimatorTest(parameterized.TestCase):
