@@ -194,8 +194,8 @@ def _straight_through_core(y, w, probs, index, grads, tau):
 
   ``index [S, n]`` holds the categories of each state, ``grads [S, n, k]``
   the gradient of the cost there (for unit ``i``, the vector it pulls
-  back), ``probs [S, n]`` the probability that unit ``i``'s sum gives the
-  state (the joint :math:`P(x)` for every unit, or per-unit
+  back), ``probs [S, n]`` the weight of state ``s`` in unit ``i``'s sum
+  (the joint :math:`P(x)` for every unit, or unit ``i``'s
   :math:`\pi_{i,c}` for an additive cost).
   """
   n = y.shape[0]
