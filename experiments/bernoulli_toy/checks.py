@@ -15,9 +15,9 @@ are reported, not asserted: the experiment records what it measured.
 * ``rebar_stalls``: REBAR does not (median final p at least
   ``converged_p``), as in Figure 1 of Grathwohl et al. (2018): at t = 0.499
   its control can barely lower the variance (the exact references: at most
-  0.02% below REINFORCE's at theta = 0 for any temperature and any scale
-  within 30 of its start; a large reduction needs the scale near 2.5e5 and
-  the temperature near 1e4 or more, out of reach of Adam at lr 0.01).
+  0.025% below REINFORCE's at theta = 0 for any temperature in [0.01, 1e6]
+  and scale within 30 of its start; a large reduction needs the scale near
+  2.5e5 and the temperature 1e3 or more, out of reach of Adam at lr 0.01).
 * ``disarm_le_arm``: DisARM's variance is at most ARM's at the same theta
   (Dong, Mnih & Tucker 2020, Section 3), exactly on the theta grid and at
   step 0 (theta_0 for both runs), exact and measured.
