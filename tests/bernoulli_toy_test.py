@@ -67,6 +67,7 @@ class BernoulliToyRunTest(absltest.TestCase):
       (
         "reinforce_stalls",
         "control_variates_converge",
+        "rebar_stalls",
         "disarm_le_arm",
         "relaxations_biased",
         "equal_evaluations",

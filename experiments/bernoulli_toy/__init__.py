@@ -17,7 +17,7 @@ rgrad's registry (:func:`rgrad.get_estimator`)::
 Every ``log_every`` steps the runs record theta, p, the exact loss, and the
 mean and variance of the step's gradient estimate measured from fresh draws
 at the current theta, beside the exact mean and variance there
-(:mod:`rgrad.exact`; none for RELAX's learned network).
+(:mod:`rgrad.exact`; REBAR and RELAX at their current learned control).
 
 Layout: :mod:`.validation` (config checks), :mod:`.train` (the scanned,
 vmapped, jitted program), :mod:`.references` (exact curves),

