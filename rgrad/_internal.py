@@ -296,32 +296,20 @@ def check_rows(
   return rows
 
 
-def check_positive_scalar(
-  value: Any, name: str | None = None, what: str = "temperature"
-) -> jax.Array:
-  """Checks that `value` is a real scalar, and (when concrete) > 0 and finite.
-
-  The check behind every temperature (relaxations) and scale of rgrad. The
-  shape is static, so it is checked under ``jit`` too; the value only where
-  it is concrete (a learned temperature is traced, and is the caller's to
-  keep positive, e.g. as the exponential of a free parameter).
-
-  Returns:
-    `value` as a floating JAX array of shape ``()``.
-
-  Raises:
-    TypeError: not a real number or array.
-    ValueError: not a scalar, or (concrete) not > 0 or not finite.
-  """
+def _real_scalar(value: Any, name: str | None, what: str) -> Any:
+  """`value` as a real floating scalar array: NumPy if it is a Python or
+  NumPy value, so that no JAX backend starts (estimators are configured at
+  import time, before ``jax.distributed.initialize``), JAX otherwise."""
+  xp = jnp if isinstance(value, jax.Array) else np
   try:
-    array = jnp.asarray(value)
+    array = xp.asarray(value)
   except TypeError as e:
     raise TypeError(
       f"{prefix(name)}{what} must be a real scalar, got {type(value).__name__}."
     ) from e
   if array.dtype == bool or not (
-    jnp.issubdtype(array.dtype, jnp.floating)
-    or jnp.issubdtype(array.dtype, jnp.integer)
+    np.issubdtype(array.dtype, np.floating)
+    or np.issubdtype(array.dtype, np.integer)
   ):
     raise TypeError(
       f"{prefix(name)}{what} must be a real scalar, got dtype {array.dtype}."
@@ -330,11 +318,57 @@ def check_positive_scalar(
     raise ValueError(
       f"{prefix(name)}{what} must be a scalar, got shape {tuple(array.shape)}."
     )
-  if not jnp.issubdtype(array.dtype, jnp.floating):
+  if not np.issubdtype(array.dtype, np.floating):
     array = array.astype(jnp.result_type(float))
+  return array
+
+
+def check_real_scalar(
+  value: Any, name: str | None = None, what: str = "scale"
+) -> jax.Array | float:
+  """Checks that `value` is a real scalar, and (when concrete) finite.
+
+  Returns:
+    A Python or NumPy `value` as a Python float (weakly typed in JAX
+    arithmetic, and no backend started), a JAX one as a floating array of
+    shape ``()``.
+
+  Raises:
+    TypeError: not a real number or array.
+    ValueError: not a scalar, or (concrete) not finite.
+  """
+  array = _real_scalar(value, name, what)
+  known = concrete(array)
+  if known is not None and not np.isfinite(known):
+    raise ValueError(
+      f"{prefix(name)}{what} must be finite, got {float(known)}."
+    )
+  return array if isinstance(array, jax.Array) else float(array)
+
+
+def check_positive_scalar(
+  value: Any, name: str | None = None, what: str = "temperature"
+) -> jax.Array | float:
+  """Checks that `value` is a real scalar, and (when concrete) > 0 and finite.
+
+  The check behind every temperature (relaxations) and scale of rgrad. The
+  shape is static, so it is checked under ``jit`` too; the value only where
+  it is concrete (a learned temperature is traced, and is the caller's to
+  keep positive, e.g. as the exponential of a free parameter).
+
+  Returns:
+    A Python or NumPy `value` as a Python float (weakly typed in JAX
+    arithmetic, and no backend started), a JAX one as a floating array of
+    shape ``()``.
+
+  Raises:
+    TypeError: not a real number or array.
+    ValueError: not a scalar, or (concrete) not > 0 or not finite.
+  """
+  array = _real_scalar(value, name, what)
   known = concrete(array)
   if known is not None and not (np.isfinite(known) and known > 0):
     raise ValueError(
       f"{prefix(name)}{what} must be positive and finite, got {float(known)}."
     )
-  return array
+  return array if isinstance(array, jax.Array) else float(array)

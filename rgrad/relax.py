@@ -330,11 +330,13 @@ def rebar_jacobians(
   """
   config = _Config("rebar_jacobians", True, None, None)
   temperature = _internal.check_positive_scalar(temperature, config.name)
-  scale = _check_real_scalar(scale, config.name, "scale")
+  scale = _internal.check_real_scalar(scale, config.name, "scale")
   function, dist, pullback, draws = _prepare(
     config, function, params, dist_builder, key, num_samples
   )
-  control = RebarControl(jnp.log(temperature), scale)
+  control = RebarControl(
+    jnp.log(temperature), jnp.asarray(scale, jnp.result_type(float))
+  )
   jacobians, costs = _jacobians(
     config, control, function, dist, pullback, *draws
   )
@@ -402,16 +404,6 @@ def _relax_config(name, hidden_sizes, num_latents, rebar_term) -> _Config:
   if num_latents is not None:
     _internal.check_int(num_latents, name, what="num_latents")
   return _Config(name, bool(rebar_term), hidden_sizes, num_latents)
-
-
-def _check_real_scalar(value, name, what):
-  array = jnp.asarray(value)
-  if array.shape != () or not jnp.issubdtype(array.dtype, jnp.number):
-    raise ValueError(f"{name}: {what} must be a real scalar, got {value!r}.")
-  known = _internal.concrete(array)
-  if known is not None and not np.isfinite(known):
-    raise ValueError(f"{name}: {what} must be finite, got {float(known)}.")
-  return array.astype(jnp.result_type(float))
 
 
 def _check_costs(costs, config):
@@ -511,7 +503,7 @@ def _initial_control(temperature, scale, name) -> tuple[float, float]:
   )
   if temperature is None:
     raise ValueError(f"{name}: temperature must be concrete, not traced.")
-  scale = _internal.concrete(_check_real_scalar(scale, name, "scale"))
+  scale = _internal.concrete(_internal.check_real_scalar(scale, name, "scale"))
   if scale is None:
     raise ValueError(f"{name}: scale must be concrete, not traced.")
   return float(temperature), float(scale)

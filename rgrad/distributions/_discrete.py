@@ -198,7 +198,7 @@ class Bernoulli(_base.Factorized):
       temperature, f"{type(self).__name__}.relaxed_sample"
     )
     z = self.relaxed_logits(noise)
-    return jax.nn.sigmoid(z / tau.astype(z.dtype))
+    return jax.nn.sigmoid(z / jnp.asarray(tau, z.dtype))
 
   def _check_noise(self, value: jax.typing.ArrayLike, what: str) -> jax.Array:
     """`value` as an array of shape ``[..., *logits.shape]``."""
@@ -426,4 +426,6 @@ class OneHotCategorical(_base.Distribution):
       temperature, f"{type(self).__name__}.relaxed_sample"
     )
     g = jax.lax.stop_gradient(self._check_x(noise, "noise"))
-    return jax.nn.softmax((self.logits + g) / tau.astype(g.dtype), axis=-1)
+    return jax.nn.softmax(
+      (self.logits + g) / jnp.asarray(tau, g.dtype), axis=-1
+    )
