@@ -47,12 +47,20 @@ from rgrad.distributions import Gamma
 from rgrad.distributions import LogScaleNormal
 from rgrad.distributions import MultivariateNormalTriL
 from rgrad.distributions import Normal
+from rgrad.distributions import OneHotCategorical
 from rgrad.distributions import WeakDerivative
 from rgrad.estimators import measure_valued_jacobians
 from rgrad.estimators import noise_score_jacobians
 from rgrad.estimators import pathwise_jacobians
 from rgrad.estimators import score_function_jacobians
 from rgrad.estimators import score_jacobians
+
+# isort: split
+# --- discrete estimators (ARM, DisARM, concrete, straight-through) ---
+from rgrad.discrete import arm_jacobians
+from rgrad.discrete import concrete_jacobians
+from rgrad.discrete import disarm_jacobians
+from rgrad.discrete import straight_through_jacobians
 
 # isort: split
 # --- the estimator registry ---
@@ -82,6 +90,7 @@ from rgrad.control_variates import moving_average_baseline_value
 # --- variational objectives (STL, DReG) ---
 from rgrad.variational import dreg_jacobians
 from rgrad.variational import stl_jacobians
+from rgrad.variational import vimco_jacobians
 
 # isort: split
 # --- diagnostics (exact references, gradient moments) ---
@@ -134,6 +143,7 @@ __all__ = (
   "LogScaleNormal",
   "MultivariateNormalTriL",
   "Normal",
+  "OneHotCategorical",
   "WeakDerivative",
   "CAPABILITIES",
   "Capability",
@@ -143,6 +153,11 @@ __all__ = (
   "pathwise_jacobians",
   "score_function_jacobians",
   "score_jacobians",
+  # discrete estimators
+  "arm_jacobians",
+  "concrete_jacobians",
+  "disarm_jacobians",
+  "straight_through_jacobians",
   # the estimator registry
   "ESTIMATORS",
   "EstimatorSpec",
@@ -166,6 +181,7 @@ __all__ = (
   # variational objectives
   "dreg_jacobians",
   "stl_jacobians",
+  "vimco_jacobians",
   # diagnostics
   "GradientMoments",
   "bias_in_stderrs",

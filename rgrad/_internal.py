@@ -294,3 +294,47 @@ def check_rows(
       f"{list(rows.shape)}."
     )
   return rows
+
+
+def check_positive_scalar(
+  value: Any, name: str | None = None, what: str = "temperature"
+) -> jax.Array:
+  """Checks that `value` is a real scalar, and (when concrete) > 0 and finite.
+
+  The check behind every temperature (relaxations) and scale of rgrad. The
+  shape is static, so it is checked under ``jit`` too; the value only where
+  it is concrete (a learned temperature is traced, and is the caller's to
+  keep positive, e.g. as the exponential of a free parameter).
+
+  Returns:
+    `value` as a floating JAX array of shape ``()``.
+
+  Raises:
+    TypeError: not a real number or array.
+    ValueError: not a scalar, or (concrete) not > 0 or not finite.
+  """
+  try:
+    array = jnp.asarray(value)
+  except TypeError as e:
+    raise TypeError(
+      f"{prefix(name)}{what} must be a real scalar, got {type(value).__name__}."
+    ) from e
+  if array.dtype == bool or not (
+    jnp.issubdtype(array.dtype, jnp.floating)
+    or jnp.issubdtype(array.dtype, jnp.integer)
+  ):
+    raise TypeError(
+      f"{prefix(name)}{what} must be a real scalar, got dtype {array.dtype}."
+    )
+  if array.shape != ():
+    raise ValueError(
+      f"{prefix(name)}{what} must be a scalar, got shape {tuple(array.shape)}."
+    )
+  if not jnp.issubdtype(array.dtype, jnp.floating):
+    array = array.astype(jnp.result_type(float))
+  known = concrete(array)
+  if known is not None and not (np.isfinite(known) and known > 0):
+    raise ValueError(
+      f"{prefix(name)}{what} must be positive and finite, got {float(known)}."
+    )
+  return array

@@ -19,7 +19,9 @@ optax keeps ``GradientTransformation`` and its Protocols in
 * **distribution capabilities** (:data:`CAPABILITIES`): what an estimator
   needs of a distribution, by method, so that an estimator asks for a
   capability rather than a list of classes, and adding a distribution is one
-  class with the methods it can support;
+  class with the methods it can support (the discrete ones: ``uniform_noise``
+  for ARM/DisARM, ``relaxation`` for concrete and straight-through,
+  ``conditional_relaxation`` for REBAR/RELAX);
 * **row structures** (:data:`ROWS`): whether the ``num_samples`` rows an
   estimator returns are independent, antithetic pairs or groups that share a
   statistic (leave-one-out, importance-weighted batches); honest standard
@@ -165,6 +167,27 @@ CAPABILITIES: dict[str, Capability] = {
       "reflection",
       ("reflect",),
       "a measure-preserving reflection x -> x' (antithetic sampling)",
+    ),
+    Capability(
+      "uniform_noise",
+      ("sample_with_noise", "sample_from_uniform"),
+      "binary draws b = 1[u > sigmoid(-logits)] of uniform noise u "
+      "(sample_with_noise returns u, sample_from_uniform(1 - u) the "
+      "antithetic draw), the logits the only parameter (ARM, DisARM)",
+    ),
+    Capability(
+      "relaxation",
+      ("sample_with_noise", "relaxed_sample"),
+      "a continuous relaxation relaxed_sample(noise, temperature) of the "
+      "draw made from noise, differentiable in the parameters (concrete / "
+      "Gumbel-softmax, straight-through)",
+    ),
+    Capability(
+      "conditional_relaxation",
+      ("sample_with_noise", "relaxed_logits", "conditional_relaxed_logits"),
+      "the relaxed logits z(u) of the draw b = H(z) and a draw of z given b, "
+      "conditional_relaxed_logits(b, v), both differentiable in the logits "
+      "(REBAR, RELAX)",
     ),
   )
 }

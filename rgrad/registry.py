@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 from rgrad import base
 from rgrad import control_variates
+from rgrad import discrete
 from rgrad import estimators
 from rgrad import variational
 
@@ -237,6 +238,59 @@ def _builtin() -> dict[str, EstimatorSpec]:
       cost_evaluations=1,
       summary="doubly reparameterized, -IWAE bound gradient (Tucker et al.)",
       objective="negative_iwae_bound",
+    ),
+    # Discrete estimators (rgrad.discrete). The pair estimators evaluate the
+    # cost once per row: f(b) in row i, f(b~) in row i + n/2.
+    "arm": EstimatorSpec(
+      fn=discrete.arm_jacobians,
+      distributions=("uniform_noise",),
+      rows="pairs",
+      group_size=2,
+      unbiased=True,
+      cost_evaluations=1,
+      summary="ARM, antithetic uniforms for Bernoulli logits (Yin & Zhou)",
+      min_num_samples=2,
+    ),
+    "disarm": EstimatorSpec(
+      fn=discrete.disarm_jacobians,
+      distributions=("uniform_noise",),
+      rows="pairs",
+      group_size=2,
+      unbiased=True,
+      cost_evaluations=1,
+      summary="DisARM, ARM Rao-Blackwellized given the pair (Dong et al.)",
+      min_num_samples=2,
+    ),
+    "concrete": EstimatorSpec(
+      fn=functools.partial(discrete.concrete_jacobians, temperature=2.0 / 3.0),
+      distributions=("relaxation",),
+      rows="iid",
+      group_size=1,
+      unbiased=False,
+      cost_evaluations=1,
+      summary="concrete / Gumbel-softmax relaxation, tau = 2/3 (biased)",
+    ),
+    "straight_through": EstimatorSpec(
+      fn=functools.partial(
+        discrete.straight_through_jacobians, temperature=1.0
+      ),
+      distributions=("relaxation",),
+      rows="iid",
+      group_size=1,
+      unbiased=False,
+      cost_evaluations=1,
+      summary="straight-through (Gumbel), relaxed backward, tau = 1 (biased)",
+    ),
+    "vimco": EstimatorSpec(
+      fn=variational.vimco_jacobians,
+      distributions=("score", "log_prob"),
+      rows="groups",
+      group_size="batch",
+      unbiased=True,
+      cost_evaluations=1,
+      summary="VIMCO, score function of the -IWAE bound (Mnih & Rezende)",
+      objective="negative_iwae_bound",
+      min_num_samples=2,
     ),
   }
 

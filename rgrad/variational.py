@@ -36,11 +36,15 @@ zero; the two estimators below drop or rewrite it:
 
   where :math:`\partial \log w_k / \partial z_k` is taken with :math:`\phi`
   held fixed inside :math:`q`. For :math:`K = 1` it reduces to STL.
+* :func:`vimco_jacobians` -- VIMCO (Mnih and Rezende, 2016), the
+  score-function estimator of the same bound's gradient, for latents with
+  no reparameterization (binary ones above all): each sample's score is
+  weighted by its share of the bound minus a leave-one-out baseline.
 
-Both follow the shared estimator convention of :mod:`rgrad.estimators`: they
-return a pytree like `params` whose leaves carry a leading `num_samples` axis,
-and the *mean over that axis* is the gradient estimate of the *cost* (the
-negative bound, to be minimized). The per-sample costs are
+All three follow the shared estimator convention of :mod:`rgrad.estimators`:
+they return a pytree like `params` whose leaves carry a leading `num_samples`
+axis, and the *mean over that axis* is the gradient estimate of the *cost*
+(the negative bound, to be minimized). The per-sample costs are
 :math:`c_k = \log q_\phi(z_k) - \log p(x, z_k) = -\log w_k`, so the ELBO
 estimate is :math:`-\mathrm{mean}(c)` and the IWAE estimate is
 :math:`\mathrm{logsumexp}(-c) - \log K`.
@@ -53,6 +57,8 @@ References:
   for Monte Carlo Objectives, ICLR 2019, https://arxiv.org/abs/1810.04152.
   Burda, Grosse and Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016,
   https://arxiv.org/abs/1509.00519.
+  Mnih and Rezende, Variational Inference for Monte Carlo Objectives, ICML
+  2016, https://arxiv.org/abs/1602.06725.
 """
 
 from collections.abc import Callable
@@ -64,6 +70,7 @@ import jax.numpy as jnp
 
 from rgrad import _internal
 from rgrad import base
+from rgrad import estimators
 
 LogJoint = Callable[[jax.Array], jax.Array]
 
@@ -265,6 +272,124 @@ def dreg_jacobians(
   jacobians = _internal.poison_non_finite(
     jax.tree.map(scale, grads), log_w, rows="batch"
   )
+  if return_costs:
+    return jacobians, -log_w
+  return jacobians
+
+
+def vimco_weights(log_w: jax.Array) -> jax.Array:
+  r"""VIMCO's per-sample score weights, :math:`K` times each term.
+
+  For log weights :math:`\log w_{1:K}`, :math:`L = \log \frac1K \sum_k w_k`,
+  the leave-one-out bound with the left-out weight replaced by the
+  geometric mean of the others,
+
+  .. math:: L_{-k} = \log \tfrac1K \Big(\sum_{j \ne k} w_j
+            + \exp\big(\tfrac{1}{K-1} \textstyle\sum_{j \ne k} \log w_j
+            \big)\Big),
+
+  and :math:`\tilde w = \mathrm{softmax}(\log w)`, the weights are
+  :math:`-K[(L - L_{-k}) - \tilde w_k]`, all in log space (the
+  :math:`K \times K` table of leave-one-out terms through ``logsumexp``).
+
+  Args:
+    log_w: ``[K]``, ``K >= 2``.
+
+  Returns:
+    ``[K]``, the weights of the scores :math:`s_k` in the rows of
+    :func:`vimco_jacobians`.
+  """
+  k = log_w.shape[0]
+  bound = jax.nn.logsumexp(log_w) - jnp.log(k)
+  others_mean = (jnp.sum(log_w) - log_w) / (k - 1)  # [K]
+  # Row k: log w_j for j != k, the geometric mean of the others at j = k.
+  table = jnp.where(jnp.eye(k, dtype=bool), others_mean[:, None], log_w)
+  leave_one_out = jax.nn.logsumexp(table, axis=1) - jnp.log(k)  # [K]
+  return -k * ((bound - leave_one_out) - jax.nn.softmax(log_w))
+
+
+def vimco_jacobians(
+  log_joint: LogJoint,
+  params: base.Params,
+  dist_builder: Callable[[base.Params], Any],
+  key: chex.PRNGKey,
+  num_samples: int,
+  *,
+  return_costs: bool = False,
+):
+  r"""VIMCO: the score-function gradient of the negative IWAE bound.
+
+  For :math:`K` = ``num_samples`` draws :math:`z_k \sim q_\phi` (discrete or
+  not: only scores are used, no reparameterization), :math:`\log w_k = \log
+  p(x, z_k) - \log q_\phi(z_k)` and the bound :math:`\mathcal{L}_K =
+  E[L]`, :math:`L = \log\frac1K \sum_k w_k`,
+
+  .. math::
+    \nabla_\phi \mathcal{L}_K = E\Big[\sum_k \big(L - L_{-k}\big)\,
+      \nabla_\phi \log q_\phi(z_k) + \sum_k \tilde w_k \nabla_\phi \log w_k
+      \Big],
+
+  with :math:`\nabla_\phi \log w_k = -\nabla_\phi \log q_\phi(z_k)` (the
+  draws held fixed) and :math:`L_{-k}` the leave-one-out baseline of
+  :func:`vimco_weights`, which does not depend on :math:`z_k` and so keeps
+  the estimate unbiased (Mnih & Rezende 2016, Eqs. 7-10). The estimate of
+  :math:`-\nabla_\phi \mathcal{L}_K` is
+  :math:`-\sum_k [(L - L_{-k}) - \tilde w_k]\, s_k`; row :math:`k` holds
+  :math:`K` times its term, so the mean of the rows is the estimate. The
+  rows share :math:`L` and the weights (``rows="groups"``, the whole
+  batch): use independent calls for variances. One evaluation of
+  ``log_joint`` per row.
+
+  Args:
+    log_joint: one latent draw ``z`` -> scalar :math:`\log p(x, z)`.
+    params: pytree of variational parameters.
+    dist_builder: ``params`` -> a distribution with the ``score`` and
+      ``log_prob`` capabilities and scalar ``log_prob`` per draw (batch
+      shape ``()``), e.g. :class:`rgrad.Bernoulli` over a vector of latents.
+    key: PRNG key, consumed.
+    num_samples: :math:`K`, a static Python int >= 2 (the baseline needs
+      another sample).
+    return_costs: also return :math:`c_k = -\log w_k`, ``[num_samples]``.
+
+  Returns:
+    A pytree like ``params``, each leaf ``[num_samples, *leaf.shape]``,
+    whose mean estimates :math:`-\nabla_\phi \mathcal{L}_K`; with
+    ``return_costs``, ``(jacobians, costs)``.
+
+  Raises:
+    ValueError: ``num_samples < 2``, ``params`` that do not fit
+      ``dist_builder``, a non-scalar ``log_joint`` or ``log_prob``, or
+      (outside jit) non-finite costs; under jit every row is NaN then.
+    TypeError: ``num_samples`` not an int, a ``log_joint`` that is not
+      callable, or a distribution without the capabilities.
+
+  References:
+    Mnih, Rezende. Variational Inference for Monte Carlo Objectives. ICML
+    2016, https://arxiv.org/abs/1602.06725.
+  """
+  name = "vimco_jacobians"
+  num_samples = _internal.check_int(num_samples, name, minimum=2)
+  dist = _internal.build(dist_builder, params, name, ("score", "log_prob"))
+  log_joint = _internal.check_scalar_output(
+    log_joint, jax.eval_shape(dist.sample, key), name, "log_joint"
+  )
+  xs, noise = jax.lax.stop_gradient(dist.sample_with_noise(key, (num_samples,)))
+  del key
+  log_p = jax.vmap(log_joint)(xs)
+  log_q = jax.lax.stop_gradient(dist.log_prob(xs))
+  if jnp.shape(log_q) != (num_samples,):
+    raise ValueError(
+      f"{name}: the distribution's log_prob must be a scalar per draw "
+      f"(batch shape ()), got shape {jnp.shape(log_q)[1:]} per draw."
+    )
+  chex.assert_shape(log_p, (num_samples,))
+  log_w = log_p - log_q.astype(log_p.dtype)
+  _internal.check_finite(-log_w, name)
+  weights = jax.lax.stop_gradient(vimco_weights(log_w))
+  jacobians = estimators.noise_score_jacobians(
+    params, dist_builder, noise, weights=weights
+  )
+  jacobians = _internal.poison_non_finite(jacobians, log_w, rows="batch")
   if return_costs:
     return jacobians, -log_w
   return jacobians

@@ -85,6 +85,7 @@ def _all_schema_fields() -> dict[str, dict]:
       "NAIVE_FIELDS",
       "ESTIMATOR_FIELDS",
       "OWN_FLOOR_FIELDS",
+      "DISCRETE_FIELDS",
       "MEMORY_FIELDS",
     )
   }
@@ -230,6 +231,49 @@ class BenchmarkEstimatorsTest(absltest.TestCase):
     for name in list(_PROGRAMS) + _ESTIMATORS.split(","):
       self.assertIn(f"| {name} |", table)
 
+  def test_tiny_discrete_run(self):
+    """The discrete estimators on the Bernoulli, against its score function."""
+    config = _tiny_config()
+    config.estimators = "arm,disarm,concrete,straight_through"
+    config.measure_memory = False
+    results = benchmark_estimators.run(config, _tempdir(self))
+    self.assertEqual(
+      set(results["programs"]),
+      {
+        "floor",
+        "naive_score_function",
+        *benchmark_estimators.DISCRETE_PROGRAMS,
+      },
+    )
+    self.assertFields(
+      results["programs"]["bernoulli_naive_score_function"],
+      outputs_lib.NAIVE_FIELDS,
+      "bernoulli_naive_score_function",
+    )
+    sf = results["programs"]["bernoulli_score_function"]
+    self.assertEqual(
+      results["bernoulli_score_function_s_per_sample"], sf["s_per_sample"]
+    )
+    floor = results["programs"]["bernoulli_floor"]
+    for name, record in results["estimators"].items():
+      fields = {**outputs_lib.ESTIMATOR_FIELDS, **outputs_lib.DISCRETE_FIELDS}
+      self.assertFields(record, fields, name)
+      ratio = record["s_per_sample"] / sf["s_per_sample"]
+      self.assertAlmostEqual(record["ratio_to_score_function"], ratio)
+      # One cost evaluation per row for every one of them and for SF.
+      self.assertAlmostEqual(
+        record["ratio_to_score_function_per_evaluation"], ratio
+      )
+      rows = 2 if name in ("arm", "disarm") else 1
+      self.assertEqual(record["rows_per_estimate"], rows)
+      self.assertAlmostEqual(
+        record["ratio_to_score_function_per_estimate"], rows * ratio
+      )
+      self.assertEqual(record["within_target"], rows * ratio <= 2.3, name)
+      self.assertAlmostEqual(
+        record["ratio_to_floor"], record["s_per_sample"] / floor["s_per_sample"]
+      )
+
   def test_schema_constants_are_the_documented_schema(self):
     # The docstring is the annotated schema; the constants must not drift
     # from it.
@@ -241,6 +285,9 @@ class BenchmarkEstimatorsTest(absltest.TestCase):
     )
     self.assertEmpty(
       set(outputs_lib.OWN_FLOOR_FIELDS) & set(outputs_lib.ESTIMATOR_FIELDS)
+    )
+    self.assertEmpty(
+      set(outputs_lib.DISCRETE_FIELDS) & set(outputs_lib.ESTIMATOR_FIELDS)
     )
 
 
@@ -295,6 +342,18 @@ class FloorsTest(absltest.TestCase):
     self.assertEqual([loc.shape, scale.shape], [(8, 4), (8, 4)])
     self.assertEqual(values.shape, (8, 2))
     np.testing.assert_allclose(values[:, 1], values[:, 0], rtol=1e-10)
+
+  def test_bernoulli_floor_has_one_leaf_like_the_logits(self):
+    params = {"logits": jnp.array([0.3, -1.0, 2.0])}
+    floor = benchmark_estimators.Floor(
+      self.cost, builder=benchmark_estimators.bernoulli_builder
+    )
+    u, costs = floor(self.key, 8, params)
+    b, noise = benchmark_estimators.bernoulli_builder(params).sample_with_noise(
+      self.key, (8,)
+    )
+    np.testing.assert_array_equal(u, noise)
+    np.testing.assert_allclose(costs, jax.vmap(self.cost)(b), rtol=1e-12)
 
   def test_weighted_floor_has_the_estimators_output_shape(self):
     values = benchmark_estimators.WeightedFloor(self.cost)(
@@ -389,6 +448,18 @@ class ConfigTest(parameterized.TestCase):
     ("dim", "dim", 0, r"config\.dim must be >= 1, got 0"),
     ("repeats", "num_repeats", 0, r"config\.num_repeats must be >= 1"),
     ("target", "target_ratio", 0.0, r"config\.target_ratio must be > 0"),
+    (
+      "discrete_target",
+      "discrete_target_ratio",
+      -1.0,
+      r"config\.discrete_target_ratio must be > 0",
+    ),
+    (
+      "discrete_memory_estimator",
+      "memory_estimator",
+      "arm",
+      r"'arm' runs on the Bernoulli problem",
+    ),
     ("cost", "cost", "quartic", r"config\.cost must be one of quadratic, cos"),
   )
   def test_bad_config_fails_before_computation(self, field, value, message):

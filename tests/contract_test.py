@@ -79,6 +79,10 @@ class _Contract:
 
   @pytest.mark.slow
   def test_unbiased_on_the_reference_problem(self):
+    if not rgrad.get_estimator(self.name).unbiased:
+      # Biased by design (the relaxations); their own exact means are
+      # checked against rgrad.exact by the exactness tests.
+      self.skipTest(f"{self.name} is registered as biased")
     report = testing.check_unbiased(self.name)
     # Sized for it; a size change that loses power fails here.
     self.assertLessEqual(report.max_detectable, 1.05 * _DETECTABLE, report)

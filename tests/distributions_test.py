@@ -51,6 +51,7 @@ def _cases():
     ),
     ("bernoulli", distributions.Bernoulli, dict(logits=_LOC)),
     ("categorical", distributions.Categorical, dict(logits=_LOC)),
+    ("one_hot_categorical", distributions.OneHotCategorical, dict(logits=_LOC)),
     (
       "gamma",
       distributions.Gamma,
@@ -78,6 +79,10 @@ def _reference_log_prob(name, fields, x):
     probs = jax.nn.softmax(fields["logits"], -1)
     probs = jnp.broadcast_to(probs, x.shape + probs.shape[-1:])
     return jnp.log(jnp.take_along_axis(probs, x[..., None], -1)[..., 0])
+  if name == "one_hot_categorical":
+    probs = np.exp(fields["logits"])
+    probs /= probs.sum(-1, keepdims=True)
+    return jnp.log(jnp.sum(x * probs, -1))
   if name == "gamma":
     a, b = fields["concentration"], fields["rate"]
     return stats.gamma.logpdf(x, a, scale=1.0 / b).sum(-1)
@@ -192,7 +197,8 @@ class NoiseTest(parameterized.TestCase):
     ("normal", distributions.Normal, "standard_normal"),
     ("log_scale_normal", distributions.LogScaleNormal, "standard_normal"),
     ("mvn_tril", distributions.MultivariateNormalTriL, "standard_normal"),
-    ("bernoulli", distributions.Bernoulli, "draw"),
+    ("bernoulli", distributions.Bernoulli, "uniform"),
+    ("one_hot_categorical", distributions.OneHotCategorical, "gumbel"),
     ("gamma", distributions.Gamma, "log_unit_gamma"),
   )
   def test_noise_is_standard_normal_for_gaussians(self, cls, kind):
@@ -202,6 +208,21 @@ class NoiseTest(parameterized.TestCase):
     if kind == "standard_normal":
       eps = jax.random.normal(jax.random.key(4), x.shape, x.dtype)
       np.testing.assert_array_equal(noise, eps)
+    elif kind == "uniform":
+      # Bernoulli: u ~ U(tiny, 1) and b = 1[u > sigmoid(-logits)].
+      tiny = np.finfo(x.dtype).tiny
+      u = jax.random.uniform(jax.random.key(4), x.shape, x.dtype, tiny, 1.0)
+      np.testing.assert_array_equal(noise, u)
+      np.testing.assert_array_equal(
+        x, u > 1.0 / (1.0 + np.exp(fields["logits"]))
+      )
+    elif kind == "gumbel":
+      # One-hot categorical: Gumbel noise and the Gumbel-max draw.
+      g = jax.random.gumbel(jax.random.key(4), x.shape, x.dtype)
+      np.testing.assert_array_equal(noise, g)
+      np.testing.assert_array_equal(
+        x, np.eye(3)[np.argmax(fields["logits"] + np.asarray(g), -1)]
+      )
     elif kind == "log_unit_gamma":
       # log y of x = y / rate: finite where x underflows (small alpha).
       np.testing.assert_allclose(
@@ -258,7 +279,11 @@ class LogProbAndSampleTest(parameterized.TestCase):
   @parameterized.named_parameters(*_cases())
   def test_reparameterized_flag(self, cls, fields):
     del fields
-    discrete = (distributions.Bernoulli, distributions.Categorical)
+    discrete = (
+      distributions.Bernoulli,
+      distributions.Categorical,
+      distributions.OneHotCategorical,
+    )
     self.assertEqual(cls.reparameterized, cls not in discrete)
 
   @parameterized.named_parameters(*_cases())
@@ -289,12 +314,13 @@ class LogProbAndSampleTest(parameterized.TestCase):
     elif cls is distributions.Bernoulli:
       mean = 1.0 / (1.0 + np.exp(-fields["logits"]))
       variance = mean * (1 - mean)
-    elif cls is distributions.Categorical:
+    elif cls in (distributions.Categorical, distributions.OneHotCategorical):
       probs = np.exp(fields["logits"])
       probs /= probs.sum(-1, keepdims=True)
       mean = probs  # frequencies of each category
       variance = probs * (1 - probs)
-      xs = jax.nn.one_hot(xs, 3)
+      if cls is distributions.Categorical:
+        xs = jax.nn.one_hot(xs, 3)
     else:
       mean = fields["concentration"] / fields["rate"]
       variance = fields["concentration"] / fields["rate"] ** 2
@@ -511,6 +537,7 @@ class PublicFaceTest(absltest.TestCase):
     "LogScaleNormal",
     "MultivariateNormalTriL",
     "Normal",
+    "OneHotCategorical",
     "SampleShape",
     "WeakDerivative",
   )

@@ -45,8 +45,9 @@ _IWAE = testing.conjugate_gaussian_problem(
 
 def _problem_and_chunk(spec):
   """The reference problem for the spec's objective, and rows per call."""
+  discrete = spec.objective == "expectation" and testing.needs_discrete(spec)
   problem = {
-    "expectation": _GAUSSIAN,
+    "expectation": testing.bernoulli_problem() if discrete else _GAUSSIAN,
     "negative_elbo": _ELBO,
     "negative_iwae_bound": _IWAE,
   }[spec.objective]
@@ -62,6 +63,8 @@ class CoverageTest(parameterized.TestCase):
   @parameterized.parameters(*rgrad.registry.BUILTIN_NAMES)
   def test_two_stderr_interval_covers_at_its_nominal_rate(self, name):
     spec = rgrad.get_estimator(name)
+    if not spec.unbiased:
+      self.skipTest(f"{name} is registered as biased: no interval covers g")
     problem, chunk = _problem_and_chunk(spec)
     per_unit = (
       2 if spec.rows == "pairs" else (1 if spec.rows == "iid" else chunk)

@@ -21,14 +21,19 @@ must do more per sample (the measure-valued estimators' ``4 d`` cost
 evaluations, the delta method's :math:`O(d^2)` control variate, the
 score-function estimators' second pass over the draws). Each estimator's
 time is reported as ratios to the floors, per sample, measured in the same
-interleaved rounds; next to them, the peak memory of
+interleaved rounds. The discrete estimators (ARM, DisARM, concrete,
+straight-through) run on a Bernoulli of the same dimension and cost
+instead, and are reported as ratios to rgrad's score function on that
+Bernoulli, per sample, per cost evaluation and per independent estimate (a
+pair for ARM and DisARM); next to them, the peak memory of
 :func:`rgrad.gradient_moments` over ``memory_num_samples`` x
 ``memory_dim``, in a fresh process.
 
 The package reads top to bottom like the benchmark:
 
-* :mod:`~experiments.benchmark_estimators.problem`: the Gaussian, the costs,
-  which estimators have floors of their own;
+* :mod:`~experiments.benchmark_estimators.problem`: the Gaussian and the
+  Bernoulli, the costs, which estimators have floors of their own and which
+  run on the Bernoulli;
 * :mod:`~experiments.benchmark_estimators.validation`: the config checks
   against the registry (and why some estimators cannot be timed), before
   any work;
@@ -56,9 +61,12 @@ from experiments.benchmark_estimators.floors import Floor
 from experiments.benchmark_estimators.floors import NaiveScoreFunction
 from experiments.benchmark_estimators.floors import WeightedFloor
 from experiments.benchmark_estimators.problem import COST_FUNCTIONS
+from experiments.benchmark_estimators.problem import DISCRETE_PROGRAMS
 from experiments.benchmark_estimators.problem import MEASURE_VALUED
 from experiments.benchmark_estimators.problem import OWN_FLOORS
+from experiments.benchmark_estimators.problem import bernoulli_builder
 from experiments.benchmark_estimators.problem import cos_cost
+from experiments.benchmark_estimators.problem import is_discrete
 from experiments.benchmark_estimators.problem import normal_builder
 from experiments.benchmark_estimators.problem import quadratic_cost
 from experiments.benchmark_estimators.validation import benchmarkable_names
@@ -67,14 +75,17 @@ from experiments.benchmark_estimators.validation import unavailable_reason
 
 __all__ = (
   "COST_FUNCTIONS",
+  "DISCRETE_PROGRAMS",
   "MEASURE_VALUED",
   "OWN_FLOORS",
   "DeltaMethodFloor",
   "Floor",
   "NaiveScoreFunction",
   "WeightedFloor",
+  "bernoulli_builder",
   "benchmarkable_names",
   "cos_cost",
+  "is_discrete",
   "normal_builder",
   "parse_config",
   "quadratic_cost",

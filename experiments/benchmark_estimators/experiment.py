@@ -1,9 +1,9 @@
 """`run(config, workdir)`: time every program, measure memory, write results.
 
 Randomness: ``key = jax.random.key(config.seed)`` is split once, into the
-Gaussian's parameters and the timing key (each timed round folds its index
+Gaussian's parameters, the timing key (each timed round folds its index
 into that key; :func:`~experiments.benchmark_estimators.timing.
-time_programs`).
+time_programs`) and the Bernoulli's logits.
 """
 
 from typing import Any
@@ -38,15 +38,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """
   names = validation.parse_config(config)
   key = jax.random.key(config.seed)
-  k_params, k_time = jax.random.split(key)
+  k_params, k_time, k_logits = jax.random.split(key, 3)
   del key
-  params = problem.initial_params(k_params, int(config.dim))
+  params = {
+    "normal": problem.initial_params(k_params, int(config.dim)),
+    "bernoulli": problem.initial_bernoulli_params(k_logits, int(config.dim)),
+  }
 
   programs = programs_lib.build_programs(names, config)
   records = timing.time_programs(programs, k_time, params, config.num_repeats)
   floors = ratios.program_records(records, names)
   estimators = ratios.estimator_records(
-    records, names, floors, config.target_ratio, int(config.dim)
+    records,
+    names,
+    floors,
+    config.target_ratio,
+    int(config.dim),
+    discrete_target_ratio=config.discrete_target_ratio,
   )
 
   memory = memory_lib.measure_memory(config) if config.measure_memory else None

@@ -5,7 +5,8 @@ Each floor is a ``chunk_fn`` of :func:`rgrad.diagnostics.stream_moments`,
 
 * :class:`Floor` draws the samples and evaluates the cost, no gradient; with
   ``num_evaluations = 4 d`` (the registry's ``cost_evaluations``) it is the
-  measure-valued estimators' own floor;
+  measure-valued estimators' own floor, with ``builder =
+  problem.bernoulli_builder`` the discrete estimators' floor;
 * :class:`DeltaMethodFloor` evaluates the cost and the delta method's dense
   :math:`O(d^2)` quadratic control variate;
 * :class:`WeightedFloor` reads the ``[n, d]`` draws a second time, as the
@@ -13,7 +14,8 @@ Each floor is a ``chunk_fn`` of :func:`rgrad.diagnostics.stream_moments`,
   need :math:`f(x)`, a reduction over all coordinates, before weighting any
   coordinate;
 * :class:`NaiveScoreFunction`, ``vmap`` of ``jax.grad`` of ``log_prob`` times
-  the cost, is what every score-function estimator should beat.
+  the cost, is what every score-function estimator should beat (on either
+  problem, by its ``builder``).
 
 The engine's per-chunk moments of a program's output are part of every
 program, so a floor returns leaves shaped like an estimator's two ``[n, d]``
@@ -33,17 +35,20 @@ from experiments.benchmark_estimators import problem
 from rgrad import control_variates
 
 
-def like_estimates(eps: jax.Array, costs: jax.Array) -> tuple[jax.Array, ...]:
+def like_estimates(
+  eps: jax.Array, costs: jax.Array, num_leaves: int = 2
+) -> tuple[jax.Array, ...]:
   """A floor's per-sample output, shaped like an estimator's.
 
   The engine streams the moments of whatever a chunk returns; an estimator
-  returns two ``[n, d]`` leaves (location and scale gradients), so a floor
-  returns two ``[n, d]`` leaves beside its costs, and floor and estimator pay
-  the same for the moments. The leaves are the draws' noise ``eps``, not the
-  draws: a second consumer of ``x = loc + scale * eps`` lets XLA on CPU
-  recompute the sampler's inverse CDF, which would inflate the floor.
+  returns one ``[n, d]`` leaf per parameter (the Gaussian's location and
+  scale gradients, the Bernoulli's logits'), so a floor returns as many
+  ``[n, d]`` leaves beside its costs, and floor and estimator pay the same
+  for the moments. The leaves are the draws' noise ``eps``, not the draws: a
+  second consumer of ``x = loc + scale * eps`` lets XLA on CPU recompute the
+  sampler's inverse CDF, which would inflate the floor.
   """
-  return eps, eps, costs
+  return (eps,) * num_leaves + (costs,)
 
 
 class Floor(NamedTuple):
@@ -56,16 +61,19 @@ class Floor(NamedTuple):
 
   cost: Callable[[jax.Array], jax.Array]
   num_evaluations: int = 1
+  builder: Callable[[Any], Any] = problem.normal_builder
 
   def __call__(self, key: jax.Array, size: int, params: Any) -> Any:
-    x, eps = problem.normal_builder(params).sample_with_noise(key, (size,))
+    x, eps = self.builder(params).sample_with_noise(key, (size,))
     # x, eps: [n, d]
+    leaves = len(jax.tree.leaves(params))
     if self.num_evaluations == 1:
-      return like_estimates(eps, jax.vmap(self.cost)(x))  # costs [n]
+      return like_estimates(eps, jax.vmap(self.cost)(x), leaves)  # costs [n]
     dim = x.shape[-1]
     shifts = jnp.arange(self.num_evaluations, dtype=x.dtype)[:, None] / dim
     xs = x[:, None, :] + shifts  # [n, k, d]
-    return like_estimates(eps, jax.vmap(jax.vmap(self.cost))(xs))  # [n, k]
+    costs = jax.vmap(jax.vmap(self.cost))(xs)  # [n, k]
+    return like_estimates(eps, costs, leaves)
 
 
 class DeltaMethodFloor(NamedTuple):
@@ -121,11 +129,12 @@ class NaiveScoreFunction(NamedTuple):
   """
 
   cost: Callable[[jax.Array], jax.Array]
+  builder: Callable[[Any], Any] = problem.normal_builder
 
   def __call__(self, key: jax.Array, size: int, params: Any) -> Any:
-    builder = problem.normal_builder
+    builder = self.builder
     xs = jax.lax.stop_gradient(builder(params).sample(key, (size,)))
     costs = jax.vmap(self.cost)(xs)  # [n]
     grad_log_prob = jax.grad(lambda p, x: builder(p).log_prob(x))
     scores = jax.vmap(grad_log_prob, in_axes=(None, 0))(params, xs)
-    return jax.tree.map(lambda s: s * costs[:, None], scores)
+    return jax.tree.map(lambda s: s * costs[:, None].astype(s.dtype), scores)

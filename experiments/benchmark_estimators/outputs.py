@@ -7,6 +7,7 @@
      "measure_valued_floor_s_per_sample": float | null,
      "delta_method_floor_s_per_sample": float | null,
      "weighted_floor_s_per_sample": float | null,
+     "bernoulli_score_function_s_per_sample": float | null,
      "estimators": {name: {"median_s": float, "min_s": float,
                            "times_s": [float], "num_samples": int,
                            "chunk_size": int, "compile_s": float,
@@ -18,9 +19,17 @@
                            "ratio_to_own_floor": float,   # MV, delta, SF
                            "ratio_to_own_floor_min": float,  # likewise
                            "within_target": bool,  # medians; MV: own floor
-                           "within_own_floor_target": bool}},  # if any
+                           "within_own_floor_target": bool,  # if any
+                           # the discrete estimators (Bernoulli problem):
+                           "ratio_to_score_function": float,
+                           "ratio_to_score_function_min": float,
+                           "ratio_to_score_function_per_evaluation": float,
+                           "ratio_to_score_function_per_estimate": float,
+                           "rows_per_estimate": int,
+                           "within_score_function_target": bool}},
      "programs": {name: {...same timing fields...}},  # the floors and naive
-                 # (naive_score_function's also has "ratio_to_floor": float)
+                 # (naive_score_function's and bernoulli_naive_score_function's
+                 # also have "ratio_to_floor": float)
      "memory": null | {"method": str, "estimator": str, "cost": str,
                        "num_samples": int, "dim": int, "chunk_size": int,
                        "seed": int, "peak_rss_bytes": int,
@@ -30,7 +39,10 @@
 
   Estimator names are the registry's (``measure_valued`` was
   ``measure_valued_coupled``); ``chunk_size``, ``compile_s`` and
-  ``cost_evaluations`` are new; no field was renamed.
+  ``cost_evaluations`` are new, and so are the discrete estimators' fields
+  (their ``ratio_to_floor`` and ``ratio_to_naive_score_function`` are to the
+  Bernoulli's floor and naive score function, and their ``within_target``
+  is ``within_score_function_target``); no field was renamed.
 
 * ``results.csv``: one row per timed program; ``table.md``: the same as a
   Markdown table (also logged).
@@ -39,7 +51,8 @@ The same schema as constants, field -> type, against which the tests check
 a real results.json: :data:`RESULTS_FIELDS` (the top level);
 :data:`TIMING_FIELDS` (every program; :data:`NAIVE_FIELDS` for the naive
 score function); :data:`ESTIMATOR_FIELDS` (every estimator), plus
-:data:`OWN_FLOOR_FIELDS` for those of ``problem.OWN_FLOORS``; and
+:data:`OWN_FLOOR_FIELDS` for those of ``problem.OWN_FLOORS``,
+:data:`DISCRETE_FIELDS` for the discrete estimators; and
 :data:`MEMORY_FIELDS`. Files are written on process 0 only
 (:mod:`experiments.common.outputs`).
 """
@@ -78,6 +91,14 @@ OWN_FLOOR_FIELDS = {
   "ratio_to_own_floor_min": float,
   "within_own_floor_target": bool,
 }
+DISCRETE_FIELDS = {
+  "ratio_to_score_function": float,
+  "ratio_to_score_function_min": float,
+  "ratio_to_score_function_per_evaluation": float,
+  "ratio_to_score_function_per_estimate": float,
+  "rows_per_estimate": int,
+  "within_score_function_target": bool,
+}
 MEMORY_FIELDS = {
   "method": str,
   "estimator": str,
@@ -103,6 +124,7 @@ RESULTS_FIELDS = {
   "measure_valued_floor_s_per_sample": float | None,
   "delta_method_floor_s_per_sample": float | None,
   "weighted_floor_s_per_sample": float | None,
+  "bernoulli_score_function_s_per_sample": float | None,
   "estimators": dict,  # name -> ESTIMATOR_FIELDS (| OWN_FLOOR_FIELDS)
   "programs": dict,  # name -> TIMING_FIELDS (NAIVE_FIELDS)
   "memory": dict | None,  # MEMORY_FIELDS
@@ -121,6 +143,8 @@ _CSV_COLUMNS = (
   "ratio_to_naive_score_function",
   "ratio_to_own_floor",
   "ratio_to_own_floor_min",
+  "ratio_to_score_function",
+  "ratio_to_score_function_per_estimate",
   "within_target",
 )
 
@@ -145,6 +169,9 @@ def results(
     "measure_valued_floor_s_per_sample": s_per_sample("measure_valued_floor"),
     "delta_method_floor_s_per_sample": s_per_sample("delta_method_floor"),
     "weighted_floor_s_per_sample": s_per_sample("weighted_floor"),
+    "bernoulli_score_function_s_per_sample": s_per_sample(
+      "bernoulli_score_function"
+    ),
     "programs": programs,
     "estimators": estimators,
     "memory": memory,
@@ -169,8 +196,9 @@ def table(results: dict[str, Any]) -> str:
   """The rows as a Markdown table, then the memory measurement if any."""
   lines = [
     "| program | samples | compile s | median s | us/sample | / floor "
-    "| / floor (min) | / naive SF | / own floor | / own floor (min) |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| / floor (min) | / naive SF | / own floor | / own floor (min) "
+    "| / SF | / SF per estimate |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows(results):
     fmt = functools.partial(_format_ratio, r)
@@ -179,7 +207,8 @@ def table(results: dict[str, Any]) -> str:
       f"{r['median_s']:.4f} | {1e6 * r['s_per_sample']:.3f} | "
       f"{fmt('ratio_to_floor')} | {fmt('ratio_to_floor_min')} | "
       f"{fmt('ratio_to_naive_score_function')} | {fmt('ratio_to_own_floor')} "
-      f"| {fmt('ratio_to_own_floor_min')} |"
+      f"| {fmt('ratio_to_own_floor_min')} | {fmt('ratio_to_score_function')} "
+      f"| {fmt('ratio_to_score_function_per_estimate')} |"
     )
   memory = results["memory"]
   if memory:

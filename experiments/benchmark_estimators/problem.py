@@ -1,16 +1,22 @@
-r"""The benchmark's problem: a diagonal Gaussian, its costs, its estimators.
+r"""The benchmark's problems: a diagonal Gaussian and a Bernoulli, costs.
 
 The gradient of :math:`E_{N(\mu, \mathrm{diag}\,\sigma^2)}[f(x)]` in
 ``d`` dimensions, for the costs :data:`COST_FUNCTIONS`; which estimators run
 on fewer samples (:data:`MEASURE_VALUED`) and which are also compared with a
-floor of their own (:data:`OWN_FLOORS`).
+floor of their own (:data:`OWN_FLOORS`). The discrete estimators (ARM,
+DisARM, the relaxations: those that need a capability the Gaussian lacks,
+:func:`is_discrete`) run on :math:`E_{\mathrm{Bernoulli}(\sigma(\eta))}
+[f(b)]` in the same ``d`` and with the same cost instead, next to the score
+function on that problem (:data:`DISCRETE_PROGRAMS`).
 """
 
 import jax
 import jax.numpy as jnp
 
+import rgrad
 from experiments.configs import benchmark_estimators as config_lib
 from rgrad import distributions
+from rgrad import testing
 
 
 def quadratic_cost(x: jax.Array) -> jax.Array:
@@ -42,6 +48,23 @@ OWN_FLOORS = {
 }
 
 
+# The programs of the Bernoulli problem that the discrete estimators are
+# compared with: its floor (draws and costs), the naive score function and
+# rgrad's score function, all on the Bernoulli.
+DISCRETE_PROGRAMS = (
+  "bernoulli_floor",
+  "bernoulli_naive_score_function",
+  "bernoulli_score_function",
+)
+# The problem each program's parameters belong to (Program.problem).
+PROBLEMS = ("normal", "bernoulli")
+
+
+def is_discrete(name: str) -> bool:
+  """Whether the registry's estimator `name` runs on the Bernoulli problem."""
+  return testing.needs_discrete(rgrad.get_estimator(name))
+
+
 def normal_builder(params: dict[str, jax.Array]) -> distributions.Normal:
   """The benchmark's distribution, ``N(params["loc"], params["scale"]^2)``."""
   return distributions.Normal(params["loc"], params["scale"])
@@ -54,3 +77,13 @@ def initial_params(key: jax.Array, dim: int) -> dict[str, jax.Array]:
     "loc": jax.random.normal(k_loc, (dim,)),
     "scale": jnp.exp(0.3 * jax.random.normal(k_scale, (dim,))),
   }
+
+
+def bernoulli_builder(params: dict[str, jax.Array]) -> distributions.Bernoulli:
+  """The discrete estimators' distribution, ``Bernoulli(params["logits"])``."""
+  return distributions.Bernoulli(params["logits"])
+
+
+def initial_bernoulli_params(key: jax.Array, dim: int) -> dict[str, jax.Array]:
+  """Random ``logits`` [d], standard normal."""
+  return {"logits": jax.random.normal(key, (dim,))}

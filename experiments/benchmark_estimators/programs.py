@@ -6,7 +6,10 @@ estimator runs as :class:`rgrad.diagnostics.EstimatorChunk`, the ``chunk_fn``
 of :func:`rgrad.gradient_moments`; the floors are
 :mod:`experiments.benchmark_estimators.floors`'. The measure-valued
 estimators and their floor run on ``measure_valued_num_samples`` (their
-ratios are per sample, so they compare).
+ratios are per sample, so they compare). The discrete estimators and the
+programs they are compared with (:data:`problem.DISCRETE_PROGRAMS`: the
+Bernoulli's floor, naive score function and rgrad's score function) run on
+the Bernoulli problem (``Program.problem``).
 """
 
 from typing import NamedTuple
@@ -25,6 +28,7 @@ class Program(NamedTuple):
   chunk_fn: diagnostics.ChunkFn
   num_samples: int
   chunk_size: int
+  problem: str = "normal"  # whose parameters it takes: problem.PROBLEMS
 
 
 def build_programs(
@@ -39,7 +43,8 @@ def build_programs(
 
   Returns:
     ``floor`` and ``naive_score_function``, then the own floors that `names`
-    need (:data:`problem.OWN_FLOORS`), then the estimators in order.
+    need (:data:`problem.OWN_FLOORS`), then, if any estimator is discrete,
+    :data:`problem.DISCRETE_PROGRAMS`, then the estimators in order.
   """
   cost, dim = problem.COST_FUNCTIONS[config.cost], int(config.dim)
   n, chunk = int(config.num_samples), int(config.chunk_size)
@@ -66,10 +71,30 @@ def build_programs(
     )
   if any(problem.OWN_FLOORS.get(name) == "weighted_floor" for name in names):
     programs["weighted_floor"] = Program(floors.WeightedFloor(cost), n, chunk)
+  if any(problem.is_discrete(name) for name in names):
+    bernoulli = problem.bernoulli_builder
+    programs["bernoulli_floor"] = Program(
+      floors.Floor(cost, builder=bernoulli), n, chunk, "bernoulli"
+    )
+    programs["bernoulli_naive_score_function"] = Program(
+      floors.NaiveScoreFunction(cost, builder=bernoulli), n, chunk, "bernoulli"
+    )
+    programs["bernoulli_score_function"] = Program(
+      diagnostics.EstimatorChunk(
+        rgrad.get_estimator("score_function").fn, cost, bernoulli
+      ),
+      n,
+      chunk,
+      "bernoulli",
+    )
   for name in names:
+    discrete = problem.is_discrete(name)
+    builder = problem.bernoulli_builder if discrete else problem.normal_builder
     chunk_fn = diagnostics.EstimatorChunk(
-      rgrad.get_estimator(name).fn, cost, problem.normal_builder
+      rgrad.get_estimator(name).fn, cost, builder
     )
     sizes = mv if name in problem.MEASURE_VALUED else (n, chunk)
-    programs[name] = Program(chunk_fn, *sizes)
+    programs[name] = Program(
+      chunk_fn, *sizes, "bernoulli" if discrete else "normal"
+    )
   return programs

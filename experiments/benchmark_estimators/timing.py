@@ -21,7 +21,10 @@ from rgrad import diagnostics
 
 
 def compile_program(program: Program, key: jax.Array, params: Any):
-  """The engine's program for `program`, lowered and compiled (and seconds)."""
+  """The engine's program for `program`, lowered and compiled (and seconds).
+
+  `params` are those of the program's problem (``program.problem``).
+  """
   start = time.perf_counter()
   compiled = diagnostics.stream_moments.lower(
     key,
@@ -78,7 +81,7 @@ def timing_record(
 def time_programs(
   programs: dict[str, Program],
   key: jax.Array,
-  params: Any,
+  params: dict[str, Any],
   num_repeats: int,
 ) -> dict[str, dict[str, Any]]:
   """Compiles every program, times them interleaved; their records, by name.
@@ -87,7 +90,8 @@ def time_programs(
     programs: the timed programs, in the order they run in each round.
     key: the timing key; repeat `r` runs every program on ``fold_in(key,
       r)`` (and the warm-up on ``fold_in(key, num_repeats)``).
-    params: the Gaussian's parameters, a traced argument of every program.
+    params: each problem's parameters (:data:`problem.PROBLEMS` -> pytree),
+      a traced argument of every program of that problem.
     num_repeats: timed rounds after the warm-up.
 
   Returns:
@@ -95,8 +99,9 @@ def time_programs(
   """
   compiled, compile_s = {}, {}
   for name, program in programs.items():
-    executable, compile_s[name] = compile_program(program, key, params)
-    compiled[name] = lambda k, executable=executable: executable(k, params)
+    p = params[program.problem]
+    executable, compile_s[name] = compile_program(program, key, p)
+    compiled[name] = lambda k, executable=executable, p=p: executable(k, p)
   times = time_interleaved(compiled, key, num_repeats)
   records = {}
   for name, program in programs.items():

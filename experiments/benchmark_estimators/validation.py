@@ -78,6 +78,9 @@ def parse_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   config_checks.integer(config.dim, "dim")
   config_checks.integer(config.num_repeats, "num_repeats")
   config_checks.real(config.target_ratio, "target_ratio", positive=True)
+  config_checks.real(
+    config.discrete_target_ratio, "discrete_target_ratio", positive=True
+  )
   if config.cost not in config_lib.COSTS:
     raise config_checks.ConfigError(
       f"config.cost must be one of {', '.join(config_lib.COSTS)}, got "
@@ -107,6 +110,11 @@ def _check_memory(config: ml_collections.ConfigDict) -> None:
   if len(memory) != 1:
     raise config_checks.ConfigError(
       f"config.memory_estimator is one name, got {config.memory_estimator!r}."
+    )
+  if problem.is_discrete(memory[0]):
+    raise config_checks.ConfigError(
+      f"config.memory_estimator: {memory[0]!r} runs on the Bernoulli "
+      "problem; memory is measured on the Gaussian one."
     )
   n_mem = config_checks.integer(config.memory_num_samples, "memory_num_samples")
   # As in rgrad.diagnostics.moments: the chunk is clipped to num_samples,

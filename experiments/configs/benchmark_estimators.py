@@ -19,8 +19,11 @@ Launch (every flag has a default, so the first line alone runs as is)::
 
 Targets: every estimator within ``target_ratio`` (1.15x) of its floor; the
 measure-valued estimators against their own floor (sampling plus ``4 d`` cost
-evaluations per sample); ``gradient_moments`` over ``memory_num_samples`` x
-``memory_dim`` under ``memory_target_bytes`` (4 GB) peak RSS.
+evaluations per sample); the discrete estimators, on a Bernoulli of the same
+``d``, within ``discrete_target_ratio`` (2.3x) of the score function per
+independent estimate (ARM/DisARM: a pair of evaluations);
+``gradient_moments`` over ``memory_num_samples`` x ``memory_dim`` under
+``memory_target_bytes`` (4 GB) peak RSS.
 
 Estimators are registry names (:data:`rgrad.ESTIMATORS`, comma separated);
 the default is every stateless estimator of an expectation
@@ -62,6 +65,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Timed runs per program after one warm-up run; the median is reported.
   config.num_repeats = 5
   config.target_ratio = 1.15
+  # The discrete estimators (ARM, DisARM, concrete, straight-through) run on
+  # a Bernoulli of the same dimension and cost, held to this ratio of rgrad's
+  # score function there, per independent estimate (ARM and DisARM: a pair,
+  # two cost evaluations, against one).
+  config.discrete_target_ratio = 2.3
 
   # Peak memory of gradient_moments, measured in a fresh subprocess.
   config.measure_memory = True

@@ -21,7 +21,15 @@ that adding a distribution is one class with the methods it can support:
 * ``mean_and_covariance()``: in closed form (the delta-method control variate;
   the Gaussians);
 * ``reflect(x)``: a measure-preserving reflection :math:`x \mapsto 2\mu - x`
-  (antithetic sampling; the Gaussians).
+  (antithetic sampling; the Gaussians);
+* ``sample_from_uniform(u)``: binary draws :math:`1[u > \sigma(-\eta)]` of
+  uniform noise, so that :math:`1 - u` gives the antithetic draw (ARM and
+  DisARM; ``Bernoulli``);
+* ``relaxed_sample(noise, temperature)``: the concrete (Gumbel-softmax)
+  relaxation of the draw made from ``noise`` (``Bernoulli``,
+  ``OneHotCategorical``), and for ``Bernoulli`` the relaxed logits
+  ``relaxed_logits(u)`` and their conditional draw given the discrete one,
+  ``conditional_relaxed_logits(b, v)`` (REBAR, RELAX).
 
 Each distribution is a registered pytree whose leaves are its parameters, so it
 passes through ``jax.jit``, ``jax.vmap`` and ``jax.vjp`` like any other array
@@ -43,7 +51,8 @@ cotangent is distribution-shaped but its "scale" leaf may be negative.
 
 The code lives in private modules by topic, behind this public face:
 ``_base`` (:class:`Distribution`, :class:`WeakDerivative` and the shared
-parameter checks), ``_gaussians``, ``_discrete`` and ``_gamma``.
+parameter checks), ``_gaussians``, ``_discrete`` (``Bernoulli``,
+``Categorical``, ``OneHotCategorical``) and ``_gamma``.
 
 References:
   Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine
@@ -57,6 +66,7 @@ from rgrad.distributions._base import SampleShape
 from rgrad.distributions._base import WeakDerivative
 from rgrad.distributions._discrete import Bernoulli
 from rgrad.distributions._discrete import Categorical
+from rgrad.distributions._discrete import OneHotCategorical
 from rgrad.distributions._gamma import Gamma
 from rgrad.distributions._gaussians import LogScaleNormal
 from rgrad.distributions._gaussians import MultivariateNormalTriL
@@ -70,6 +80,7 @@ __all__ = (
   "LogScaleNormal",
   "MultivariateNormalTriL",
   "Normal",
+  "OneHotCategorical",
   "SampleShape",
   "WeakDerivative",
 )

@@ -24,11 +24,13 @@ from rgrad.testing._asserts import unbiasedness_report
 from rgrad.testing._asserts import variance_report
 from rgrad.testing._contract import CHECKS
 from rgrad.testing._contract import batch_size
+from rgrad.testing._contract import bernoulli_problem
 from rgrad.testing._contract import check_bad_inputs
 from rgrad.testing._contract import check_estimator
 from rgrad.testing._contract import check_jit_and_vmap
 from rgrad.testing._contract import check_output
 from rgrad.testing._contract import check_unbiased
+from rgrad.testing._contract import needs_discrete
 from rgrad.testing._contract import reference_problem
 from rgrad.testing._problems import COSTS
 from rgrad.testing._problems import ReferenceProblem
@@ -51,6 +53,7 @@ __all__ = (
   "assert_unbiased",
   "assert_variance",
   "batch_size",
+  "bernoulli_problem",
   "check_bad_inputs",
   "check_estimator",
   "check_jit_and_vmap",
@@ -59,6 +62,7 @@ __all__ = (
   "conjugate_gaussian_problem",
   "default_problem",
   "gaussian_problem",
+  "needs_discrete",
   "reference_problem",
   "unbiasedness_report",
   "variance_report",

@@ -36,14 +36,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rgrad import _internal
 from rgrad import base
 from rgrad import distributions
 from rgrad import registry
 
-# The pseudo-random pattern of the poisoned cost: sin(_FREQUENCY * sum(x)) is
-# above _THRESHOLD (NaN) or below -_THRESHOLD (-inf) for about a quarter of the
-# draws each, wherever the distribution puts them.
+# The pseudo-random pattern of the poisoned cost: sin(_FREQUENCY * sum_j
+# x_j (1 + _STEP j)) is above _THRESHOLD (NaN) or below -_THRESHOLD (-inf) for
+# about a quarter of the draws each, wherever the distribution puts them. The
+# positional weights make it vary over binary draws too (977 is within 0.04 of
+# 311 pi, so sin(977 s) is near 0 at every small integer s): for three
+# Bernoulli coordinates 2 of the 8 states are NaN and 2 are -inf.
 _FREQUENCY = 977.0
+_STEP = 0.25
 _THRESHOLD = 0.7
 _NUM_SAMPLES = 8
 _COUNT = re.compile(r"(\d+) of (\d+) .*non-finite")
@@ -79,6 +84,16 @@ def _normal(params):
   return distributions.Normal(params["loc"], params["scale"])
 
 
+def _bernoulli(params):
+  return distributions.Bernoulli(params["logits"])
+
+
+def _needs_discrete(spec: registry.EstimatorSpec) -> bool:
+  """A capability the Gaussians lack (ARM, the relaxations, REBAR...)."""
+  normal = distributions.Normal(0.0, 1.0)
+  return bool(_internal.missing_capabilities(normal, spec.distributions))
+
+
 def _log_scale_normal(params):
   return distributions.LogScaleNormal(params["loc"], params["log_scale"])
 
@@ -100,14 +115,21 @@ def default_problem(
   r"""The problem the checks run `spec` on, unless told otherwise.
 
   ``"expectation"``: :math:`f(x) = \sum_i \sin x_i + x_i^2 / 4` under a
-  two-coordinate ``Normal`` (params ``{"loc", "scale"}``). The variational
+  two-coordinate ``Normal`` (params ``{"loc", "scale"}``), or for an
+  estimator that needs a capability the Gaussians lack (ARM, DisARM, the
+  relaxations) under a three-coordinate ``Bernoulli`` (params
+  ``{"logits"}``). The variational
   objectives: the log-joint :math:`-\tfrac12 \lVert z - 0.5 \rVert^2`
   under a ``LogScaleNormal`` (params ``{"loc", "log_scale"}``), as in
   tests/variational_test.py. ``num_samples`` defaults to 8 (at least the
   spec's ``min_num_samples``, even for pairs).
   """
   _, spec = _spec(spec)
-  if spec.objective == "expectation":
+  if spec.objective == "expectation" and _needs_discrete(spec):
+    function = _cost
+    default_params = {"logits": jnp.array([0.5, -0.3, 0.2])}
+    default_builder = _bernoulli
+  elif spec.objective == "expectation":
     function = _cost
     default_params = {
       "loc": jnp.array([0.5, -0.3]),
@@ -154,7 +176,9 @@ def _poisoned(function, everywhere: bool):
     if everywhere:
       return jnp.where(True, jnp.nan, value)
     # Written with jnp.where, so its gradient is finite where it is not.
-    pattern = jnp.sin(_FREQUENCY * jnp.sum(jnp.asarray(x, value.dtype)))
+    flat = jnp.ravel(jnp.asarray(x, value.dtype))
+    weights = 1.0 + _STEP * jnp.arange(flat.shape[0], dtype=value.dtype)
+    pattern = jnp.sin(_FREQUENCY * jnp.sum(flat * weights))
     value = jnp.where(pattern > _THRESHOLD, jnp.nan, value)
     return jnp.where(pattern < -_THRESHOLD, -jnp.inf, value)
 
