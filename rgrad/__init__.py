@@ -87,6 +87,18 @@ from rgrad.control_variates import moving_average_baseline_update
 from rgrad.control_variates import moving_average_baseline_value
 
 # isort: split
+# --- learned relaxed control variates (REBAR, RELAX) ---
+# (The function rgrad.relax shadows the module rgrad.relax as an attribute
+# of the package; import the module's other names from rgrad directly.)
+from rgrad.relax import RebarControl
+from rgrad.relax import RelaxControl
+from rgrad.relax import RelaxState
+from rgrad.relax import rebar
+from rgrad.relax import rebar_jacobians
+from rgrad.relax import relax
+from rgrad.relax import relax_jacobians
+
+# isort: split
 # --- variational objectives (STL, DReG) ---
 from rgrad.variational import dreg_jacobians
 from rgrad.variational import stl_jacobians
@@ -178,6 +190,14 @@ __all__ = (
   "moving_average_baseline_init",
   "moving_average_baseline_update",
   "moving_average_baseline_value",
+  # learned relaxed control variates
+  "RebarControl",
+  "RelaxControl",
+  "RelaxState",
+  "rebar",
+  "rebar_jacobians",
+  "relax",
+  "relax_jacobians",
   # variational objectives
   "dreg_jacobians",
   "stl_jacobians",

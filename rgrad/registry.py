@@ -37,6 +37,8 @@ from rgrad import control_variates
 from rgrad import discrete
 from rgrad import estimators
 from rgrad import variational
+from rgrad.relax import rebar
+from rgrad.relax import relax
 
 OBJECTIVES = ("expectation", "negative_elbo", "negative_iwae_bound")
 
@@ -291,6 +293,27 @@ def _builtin() -> dict[str, EstimatorSpec]:
       summary="VIMCO, score function of the -IWAE bound (Mnih & Rezende)",
       objective="negative_iwae_bound",
       min_num_samples=2,
+    ),
+    # REBAR and RELAX (rgrad.relax), stateful: they learn their control.
+    "rebar": EstimatorSpec(
+      fn=rebar(),
+      distributions=("score", "conditional_relaxation"),
+      rows="iid",
+      group_size=1,
+      unbiased=True,
+      # f(b), f(sigmoid(z / lambda)), f(sigmoid(z~ / lambda)) per draw.
+      cost_evaluations=3,
+      summary="REBAR, learned temperature and scale (Tucker et al. 2017)",
+    ),
+    "relax": EstimatorSpec(
+      fn=relax(),
+      distributions=("score", "conditional_relaxation"),
+      rows="iid",
+      group_size=1,
+      unbiased=True,
+      # As REBAR: the surrogate is the REBAR term plus a network.
+      cost_evaluations=3,
+      summary="RELAX, REBAR term plus a learned MLP (Grathwohl et al. 2018)",
     ),
   }
 
