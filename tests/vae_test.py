@@ -18,8 +18,8 @@ from absl.testing import parameterized
 import rgrad
 from experiments import vae
 from experiments.common import config as config_lib
+from experiments.common import gradient_stats
 from experiments.configs import vae as vae_config
-from experiments.vae import evaluation as vae_evaluation
 from experiments.vae import gradients as vae_gradients
 from experiments.vae import train as vae_train
 
@@ -238,7 +238,7 @@ class SignalToNoiseTest(absltest.TestCase):
       "a": draws[..., :150],
       "b": draws[..., 150:].reshape(self._SEEDS, self._R, 10, 5),
     }
-    out = jax.vmap(vae_evaluation.signal_to_noise)(grads)
+    out = jax.vmap(gradient_stats.signal_to_noise)(grads)
     old = jnp.sqrt(
       jnp.sum(jnp.square(draws.mean(1)), -1) / out["grad_variance"]
     )  # the former plug-in ||g_bar|| / sqrt(tr S)

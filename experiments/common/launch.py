@@ -21,6 +21,7 @@ from typing import Any
 import ml_collections
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from experiments.common import config as config_lib
@@ -75,3 +76,20 @@ def run_app(
       sys.exit(1)
 
   app.run(main)
+
+
+def without_orbax_info(
+  run: Callable[[ml_collections.ConfigDict, str], Any],
+) -> Callable[[ml_collections.ConfigDict, str], Any]:
+  """`run`, with orbax's per-checkpoint INFO lines filtered from the log."""
+
+  def quiet_run(config: ml_collections.ConfigDict, workdir: str) -> Any:
+    logging.get_absl_logger().addFilter(
+      lambda record: (
+        "orbax" not in record.pathname
+        or record.levelno >= logging.converter.STANDARD_WARNING
+      )
+    )
+    return run(config, workdir)
+
+  return quiet_run

@@ -5,7 +5,10 @@ imported on first use, with the non-interactive Agg backend.
 """
 
 import os
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from experiments.common import outputs
 
@@ -23,6 +26,14 @@ COLORS = {
   "dreg": "tab:gray",
   "antithetic_pathwise": "tab:olive",
   "antithetic_score_function": "tab:cyan",
+  # The discrete estimators (issue 12).
+  "arm": "tab:olive",
+  "disarm": "tab:red",
+  "vimco": "tab:gray",
+  "rebar": "tab:green",
+  "relax": "tab:cyan",
+  "concrete": "tab:pink",
+  "straight_through": "tab:blue",
 }
 
 
@@ -50,3 +61,27 @@ def save(fig: Any, path: str, dpi: int = 110) -> str | None:
     written = path
   plt.close(fig)
   return written
+
+
+def image_grid(
+  rows: Sequence[tuple[str, np.ndarray]], side: int, title: str, path: str
+) -> None:
+  """One row of `side` x `side` images per `(label, images [num, dim])`."""
+  plt = pyplot()
+  num = rows[0][1].shape[0]
+  fig, axes = plt.subplots(
+    len(rows),
+    num,
+    figsize=(1.0 * num + 1.5, 1.0 * len(rows) + 0.6),
+    squeeze=False,
+  )
+  for i, (label, images) in enumerate(rows):
+    for j in range(num):
+      ax = axes[i, j]
+      ax.imshow(images[j].reshape(side, side), cmap="gray_r", vmin=0, vmax=1)
+      ax.set_xticks([])
+      ax.set_yticks([])
+    axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+  fig.suptitle(title)
+  fig.tight_layout()
+  save(fig, path, dpi=100)

@@ -14,16 +14,17 @@ variance and signal-to-noise ratio of the encoder gradient along training
 
 The package reads top to bottom like the experiment:
 
-* :mod:`~experiments.vae.data`: the binarized digits, split by a seed;
+* :mod:`experiments.common.data`: the binarized digits, split by a seed;
 * :mod:`~experiments.vae.model`: the Flax encoder and decoder as pure
   functions, the prior, likelihood, posterior and closed-form KL;
 * :mod:`~experiments.vae.gradients`: what each estimator is handed (the
   reconstruction cost plus the exact KL gradient, or the log-joint, by the
   registry entry's objective) and the pull-back through the encoder; the
   maths is in its docstring;
-* :mod:`~experiments.vae.train`: the training state, the jitted Adam step
-  and the loop, with :mod:`~experiments.vae.checkpoints` (orbax; a killed
-  run resumes bitwise);
+* :mod:`~experiments.vae.train`: the training state and the jitted Adam
+  step, run by the loop of :mod:`experiments.common.training` with
+  :mod:`experiments.common.checkpoints` (orbax; a killed run resumes
+  bitwise);
 * :mod:`~experiments.vae.evaluation`: the bounds and the gradient variance;
 * :mod:`~experiments.vae.validation`: the config checks, before any work;
 * :mod:`~experiments.vae.outputs` (metrics.json and metrics.csv, with the
@@ -38,7 +39,7 @@ References:
   2020, https://arxiv.org/abs/1906.10652 (Sections 4, 5, 7.4, 9.3).
 """
 
-from experiments.vae.data import load_digits_binarized
+from experiments.common.data import load_digits_binarized
 from experiments.vae.experiment import run
 from experiments.vae.gradients import ESTIMATORS
 from experiments.vae.gradients import encoder_gradient

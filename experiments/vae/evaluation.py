@@ -14,9 +14,10 @@ Every ``log_every`` steps, jitted:
   :math:`\operatorname{tr} S = \sum_j \widehat{\mathrm{Var}}(g_{\cdot j})`
   summed over all encoder parameters :math:`j` (unbiased, ``ddof=1``), and
   the signal-to-noise ratio :math:`\|E g\| / \sqrt{\operatorname{tr}
-  \Sigma}` (see :func:`signal_to_noise`): ``grad_snr_sq``, the unbiased
-  estimate of the squared signal over the variance (it can be negative), and
-  ``grad_snr``, its square root clipped at 0.
+  \Sigma}` (see :func:`experiments.common.gradient_stats.signal_to_noise`):
+  ``grad_snr_sq``, the unbiased estimate of the squared signal over the
+  variance (it can be negative), and ``grad_snr``, its square root clipped
+  at 0.
 
 References:
   Burda, Grosse and Salakhutdinov, ICLR 2016, https://arxiv.org/abs/1509.00519.
@@ -30,6 +31,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from experiments.common import gradient_stats
 from experiments.vae import gradients
 from experiments.vae import model as model_lib
 from rgrad import control_variates
@@ -51,51 +53,6 @@ def bounds(
   elbo = jnp.mean(log_w)
   iwae = jnp.mean(jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples))
   return elbo, iwae
-
-
-def signal_to_noise(grads: Any) -> dict[str, jax.Array]:
-  r"""Variance and signal-to-noise ratio from R independent estimates.
-
-  With :math:`g_1..g_R` i.i.d. with mean :math:`\mu` and covariance
-  :math:`\Sigma`, :math:`\bar g` their mean and :math:`S` their sample
-  covariance (``ddof=1``), :math:`E \operatorname{tr} S = \operatorname{tr}
-  \Sigma` but :math:`E\|\bar g\|^2 = \|\mu\|^2 + \operatorname{tr}
-  \Sigma / R`: the plug-in ratio :math:`\|\bar g\| /
-  \sqrt{\operatorname{tr} S}` is biased upward and reads about
-  :math:`1/\sqrt R` (0.25 for R = 16) when there is no signal at all. So the
-  squared signal is estimated without bias by :math:`\|\bar g\|^2 -
-  \operatorname{tr} S / R`, and
-
-  .. math:: \widehat{\mathrm{SNR}^2} = \frac{\|\bar g\|^2 -
-            \operatorname{tr} S / R}{\operatorname{tr} S}, \qquad
-            \widehat{\mathrm{SNR}} = \sqrt{\max(\widehat{\mathrm{SNR}^2},
-            0)}.
-
-  The numerator of ``grad_snr_sq`` is unbiased (the ratio nearly so: for
-  Gaussian draws :math:`\bar g` and :math:`S` are independent and the bias
-  is a factor :math:`E[\operatorname{tr}\Sigma/\operatorname{tr} S] - 1
-  \approx 2/(d(R-1))` for :math:`d` comparable coordinates); average that
-  one over seeds or steps. ``grad_snr`` is clipped at 0, which biases it
-  upward again, but only by the noise of the estimate, not by
-  :math:`1/\sqrt R`.
-
-  Args:
-    grads: a pytree whose leaves are ``[R, ...]``, R >= 2 estimates.
-
-  Returns:
-    ``grad_variance`` (:math:`\operatorname{tr} S`), ``grad_snr_sq`` and
-    ``grad_snr``, scalars.
-  """
-  leaves = jax.tree.leaves(grads)
-  num_replicates = leaves[0].shape[0]
-  variance = sum(jnp.sum(jnp.var(g, axis=0, ddof=1)) for g in leaves)
-  mean_sq_norm = sum(jnp.sum(jnp.square(jnp.mean(g, axis=0))) for g in leaves)
-  snr_sq = (mean_sq_norm - variance / num_replicates) / variance
-  return {
-    "grad_variance": variance,
-    "grad_snr_sq": snr_sq,
-    "grad_snr": jnp.sqrt(jnp.maximum(snr_sq, 0.0)),
-  }
 
 
 @functools.partial(jax.jit, static_argnames="hyper")
@@ -151,6 +108,6 @@ def evaluate(
     "train_elbo": train_elbo,
     "test_elbo": test_elbo,
     "test_iwae": test_iwae,
-    **signal_to_noise(grads),
+    **gradient_stats.signal_to_noise(grads),
     "baseline": baseline,
   }

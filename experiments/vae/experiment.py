@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from experiments.vae import checkpoints
-from experiments.vae import data
+from experiments.common import checkpoints
+from experiments.common import data
+from experiments.common import training
 from experiments.vae import model as model_lib
 from experiments.vae import outputs
 from experiments.vae import plots
@@ -75,7 +76,7 @@ def run(
         workdir,
         stop_after_step,
       )
-    except train.Interrupted:
+    except training.Interrupted:
       logging.info("[%s] interrupted by the test hook", name)
       return {
         "metrics": None,

@@ -28,7 +28,7 @@
   grad_variance, grad_snr_sq, grad_snr, baseline``.
 
 The figures are :mod:`experiments.vae.plots`'; the checkpoints
-:mod:`experiments.vae.checkpoints`'. Files are written on process 0 only
+:mod:`experiments.common.checkpoints`'. Files are written on process 0 only
 (:mod:`experiments.common.outputs`).
 """
 

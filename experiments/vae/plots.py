@@ -14,7 +14,6 @@ estimator looks the same here as in the other experiments' figures.
 """
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -55,7 +54,7 @@ def plot_all(
   for n in names:
     loc, _ = encode(params[n]["encoder"], x)
     rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], loc))))
-  image_grid(
+  plotting.image_grid(
     rows,
     side,
     "reconstructions (decoder mean at the encoder mean)",
@@ -65,7 +64,7 @@ def plot_all(
     jax.random.key(config.seed + 1), (num, config.latent_dim)
   )
   rows = [(n, np.asarray(decoder_mean(params[n]["decoder"], z))) for n in names]
-  image_grid(
+  plotting.image_grid(
     rows,
     side,
     "samples: decoder mean of z ~ N(0, I), same z per row",
@@ -156,27 +155,3 @@ def plot_gradient_variance(
   )
   fig.tight_layout()
   plotting.save(fig, path)
-
-
-def image_grid(
-  rows: Sequence[tuple[str, np.ndarray]], side: int, title: str, path: str
-) -> None:
-  """One row of `side` x `side` images per `(label, images [num, dim])`."""
-  plt = plotting.pyplot()
-  num = rows[0][1].shape[0]
-  fig, axes = plt.subplots(
-    len(rows),
-    num,
-    figsize=(1.0 * num + 1.5, 1.0 * len(rows) + 0.6),
-    squeeze=False,
-  )
-  for i, (label, images) in enumerate(rows):
-    for j in range(num):
-      ax = axes[i, j]
-      ax.imshow(images[j].reshape(side, side), cmap="gray_r", vmin=0, vmax=1)
-      ax.set_xticks([])
-      ax.set_yticks([])
-    axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center")
-  fig.suptitle(title)
-  fig.tight_layout()
-  plotting.save(fig, path, dpi=100)

@@ -6,23 +6,20 @@ configured estimator and the decoder gradient pathwise
 (:mod:`experiments.vae.gradients`), takes an Adam step on both, and folds the
 batch's costs into the moving-average baseline. The loop logs the
 diagnostics of :mod:`experiments.vae.evaluation` every ``log_every`` steps
-and checkpoints every ``checkpoint_every`` steps
-(:mod:`experiments.vae.checkpoints`).
+and checkpoints every ``checkpoint_every`` steps, in the loop that
+:mod:`experiments.common.training` shares with the discrete VAE (orbax
+checkpoints, :mod:`experiments.common.checkpoints`).
 """
 
 import functools
-import os
-import time
 from typing import NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import optax
-from absl import logging
 
-from experiments.common import config as config_lib
-from experiments.vae import checkpoints
+from experiments.common import training
 from experiments.vae import evaluation
 from experiments.vae import gradients
 from experiments.vae import model as model_lib
@@ -147,10 +144,6 @@ def train_step(
   )
 
 
-class Interrupted(Exception):
-  """Raised by the `stop_after_step` test hook to simulate a killed run."""
-
-
 def train_estimator(
   config,
   estimator: str,
@@ -171,7 +164,7 @@ def train_estimator(
     train_data: `[n_train, dim]`.
     test_data: `[n_test, dim]`.
     workdir: checkpoints go to `<workdir>/<estimator>/checkpoints`.
-    stop_after_step: test hook: raise `Interrupted` after this step.
+    stop_after_step: test hook: raise `training.Interrupted` after this step.
 
   Returns:
     The final state and the history rows (see `experiments.vae.outputs`).
@@ -181,69 +174,22 @@ def train_estimator(
     Interrupted: from the test hook.
   """
   hyper = Hyper.from_config(config, estimator, train_data.shape[-1])
-  state = init_state(hyper, init_params, keys["train"])
-  # Compile outside the timed loop: a throw-away step (jit caches it per
-  # `hyper`, so this is the only compilation of the step in the process).
-  jax.block_until_ready(train_step(state, train_data, hyper))
-
-  history: list[dict[str, float]] = []
-  wall_time = 0.0
-  with checkpoints.manager(
-    os.path.join(workdir, estimator, "checkpoints")
-  ) as manager:
-    latest = manager.latest_step()
-    if latest is not None and latest > config.num_steps:
-      raise config_lib.ConfigError(
-        f"[{estimator}] the workdir holds a checkpoint at step {latest}, past "
-        f"config.num_steps={config.num_steps}; use another --workdir."
-      )
-    if latest is not None:
-      state, progress = checkpoints.restore(manager, latest, state)
-      history, wall_time = progress["history"], progress["wall_time_s"]
-      logging.info("[%s] resumed from step %d", estimator, latest)
-
-    def log(step):
-      metrics = evaluation.evaluate(
-        state, train_data, test_data, keys["eval"], keys["measure"], hyper
-      )
-      metrics = {k: float(v) for k, v in metrics.items()}
-      row = {"step": step, "wall_time_s": wall_time, **metrics}
-      history.append(row)
-      logging.info(
-        "[%s] step %5d  train ELBO %.3f  test ELBO %.3f  test IWAE %.3f  "
-        "grad var %.3e  SNR %.3f  (%.1fs)",
-        estimator,
-        step,
-        row["train_elbo"],
-        row["test_elbo"],
-        row["test_iwae"],
-        row["grad_variance"],
-        row["grad_snr"],
-        wall_time,
-      )
-
-    step = int(state.step)
-    if step == 0:
-      log(0)
-    while step < config.num_steps:
-      start = time.perf_counter()
-      state = train_step(state, train_data, hyper)
-      step += 1
-      is_last = step == config.num_steps
-      should_log = step % config.log_every == 0 or is_last
-      should_save = step % config.checkpoint_every == 0 or is_last
-      if should_log or should_save:
-        jax.block_until_ready(state)
-      # Dispatch is asynchronous: between syncs this adds dispatch time only,
-      # and the compute time lands at the next sync.
-      wall_time += time.perf_counter() - start
-      if should_log:
-        log(step)
-      if should_save:
-        checkpoints.save(
-          manager, step, state, {"history": history, "wall_time_s": wall_time}
-        )
-      if stop_after_step is not None and step >= stop_after_step:
-        raise Interrupted(f"stopped after step {step} (test hook)")
-    manager.wait_until_finished()
-  return state, history
+  # `train_step` is looked up at each call (tests wrap it).
+  return training.train_loop(
+    estimator,
+    init_state(hyper, init_params, keys["train"]),
+    lambda state: train_step(state, train_data, hyper),
+    lambda state: evaluation.evaluate(
+      state, train_data, test_data, keys["eval"], keys["measure"], hyper
+    ),
+    lambda row: (
+      f"train ELBO {row['train_elbo']:.3f}  test ELBO {row['test_elbo']:.3f}  "
+      f"test IWAE {row['test_iwae']:.3f}  grad var "
+      f"{row['grad_variance']:.3e}  SNR {row['grad_snr']:.3f}"
+    ),
+    workdir,
+    num_steps=config.num_steps,
+    log_every=config.log_every,
+    checkpoint_every=config.checkpoint_every,
+    stop_after_step=stop_after_step,
+  )

@@ -1,12 +1,14 @@
 """Checkpoints (orbax) and the config record that makes resuming safe.
 
-Each estimator's run keeps its own checkpoints in
-``<workdir>/<estimator>/checkpoints/``: the training state (parameters,
-optimizer state, baseline state, step, key) and the progress so far (the
-metrics history and the training wall time), the last two kept. Training
-draws its randomness from ``fold_in(train_key, step)`` with no hidden state,
-so a run resumed from a checkpoint retraces the uninterrupted run bit for
-bit. ``<workdir>/config.json`` records the config the checkpoints belong to.
+Shared by the model experiments (``experiments.vae``,
+``experiments.discrete_vae``). Each estimator's run keeps its own checkpoints
+in ``<workdir>/<estimator>/checkpoints/``: the training state (a NamedTuple
+of arrays: parameters, optimizer state, estimator state, step, key) and the
+progress so far (the metrics history and the training wall time), the last
+two kept. Training draws its randomness from ``fold_in(train_key, step)``
+with no hidden state, so a run resumed from a checkpoint retraces the
+uninterrupted run bit for bit (:mod:`experiments.common.training`).
+``<workdir>/config.json`` records the config the checkpoints belong to.
 """
 
 import json

@@ -1,0 +1,184 @@
+"""The figures: bounds, gradient variance, reconstructions, samples.
+
+* ``elbo.png``: test (solid) and train (dashed) ELBO against the step, and
+  the test ELBO against the training wall-clock;
+* ``grad_variance.png``: the encoder-gradient variance (trace, log scale)
+  with a band of +-2 jackknife standard errors, and the SNR, against the
+  step;
+* ``reconstructions.png``: test digits and each estimator's reconstructions
+  (decoder mean at the mode of q(b | x));
+* ``samples.png``: decoder means at draws b ~ p(b) of each estimator's
+  prior, from the same uniforms, one row per estimator.
+
+The image figures are drawn for square images only (8x8 digits, MNIST).
+
+Colours follow :mod:`experiments.common.plotting` (by registry name), so an
+estimator looks the same here as in the other experiments' figures.
+"""
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from experiments.common import plotting
+from experiments.discrete_vae import gradients
+from experiments.discrete_vae import model as model_lib
+
+
+def _color(name: str) -> str | None:
+  return plotting.color(gradients.registry_name(name))
+
+
+def _title(config: ml_collections.ConfigDict, metrics: dict[str, Any]) -> str:
+  data = metrics["data"]
+  return (
+    f"{config.model} binary VAE, {config.latent_dim} latents, "
+    f"{data['source']} ({data['dim']} pixels), {config.num_samples} cost "
+    "evaluations per image per step"
+  )
+
+
+def plot_all(
+  metrics: dict[str, Any],
+  params: dict[str, model_lib.Params],
+  model: model_lib.Model,
+  test_np: np.ndarray,
+  config: ml_collections.ConfigDict,
+  workdir: str,
+) -> None:
+  """Writes the figures to `workdir` (on process 0)."""
+  plot_bounds(metrics, config, os.path.join(workdir, "elbo.png"))
+  plot_gradient_variance(
+    metrics, config, os.path.join(workdir, "grad_variance.png")
+  )
+  side = int(round(np.sqrt(test_np.shape[1])))
+  if side * side != test_np.shape[1]:
+    return  # Not square images: nothing to draw.
+  names = metrics["estimators"]
+  num = min(config.num_display, len(test_np))
+  # Jitted: one compilation for every estimator's parameters.
+  encode = jax.jit(model.encode)
+  decoder_mean = jax.jit(lambda p, b: jax.nn.sigmoid(model.decode(p, b)))
+  x = jnp.asarray(test_np[:num])
+  rows = [("test data", test_np[:num])]
+  for n in names:
+    mode = (encode(params[n]["encoder"], x) > 0).astype(x.dtype)
+    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], mode))))
+  plotting.image_grid(
+    rows,
+    side,
+    "reconstructions (decoder mean at the mode of q(b | x))",
+    os.path.join(workdir, "reconstructions.png"),
+  )
+  uniforms = jax.random.uniform(
+    jax.random.key(config.seed + 1), (num, config.latent_dim)
+  )
+  rows = []
+  for n in names:
+    # Each estimator's own prior, driven by the same uniforms.
+    prior = jax.nn.sigmoid(model.prior_logits(params[n]))
+    b = (uniforms < prior).astype(x.dtype)
+    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], b))))
+  plotting.image_grid(
+    rows,
+    side,
+    "samples: decoder mean at b ~ p(b), the same uniforms in every row",
+    os.path.join(workdir, "samples.png"),
+  )
+
+
+def plot_bounds(
+  metrics: dict[str, Any], config: ml_collections.ConfigDict, path: str
+) -> None:
+  plt = plotting.pyplot()
+  names, hist = metrics["estimators"], metrics["history"]
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+  for n in names:
+    steps = [r["step"] for r in hist[n]]
+    final = metrics["final"][n]["test_iwae_final"]
+    axes[0].plot(
+      steps,
+      [r["test_elbo"] for r in hist[n]],
+      color=_color(n),
+      label=f"{n} (test; final L_{config.num_final_samples} {final:.2f})",
+    )
+    axes[0].plot(
+      steps,
+      [r["train_elbo"] for r in hist[n]],
+      color=_color(n),
+      ls="--",
+      alpha=0.6,
+    )
+    axes[1].plot(
+      [r["wall_time_s"] for r in hist[n]],
+      [r["test_elbo"] for r in hist[n]],
+      color=_color(n),
+      label=n,
+    )
+  # The first rows (at initialization) would squash the curves.
+  all_elbos = [r["test_elbo"] for n in names for r in hist[n][1:]]
+  all_elbos = [v for v in all_elbos if np.isfinite(v)]
+  if all_elbos:
+    low, high = np.percentile(all_elbos, 2), max(all_elbos)
+    pad = 0.05 * (high - low) + 1e-6
+    axes[0].set_ylim(low - pad, high + pad)
+  axes[0].set(
+    xlabel="step",
+    ylabel="ELBO (nats / image)",
+    title="test (solid) and train (dashed) ELBO vs step",
+  )
+  axes[1].set(xlabel="training wall-clock (s)", title="test ELBO vs time")
+  axes[0].legend(fontsize=8)
+  for ax in axes:
+    ax.grid(alpha=0.3)
+  fig.suptitle(_title(config, metrics))
+  fig.tight_layout()
+  plotting.save(fig, path)
+
+
+def plot_gradient_variance(
+  metrics: dict[str, Any], config: ml_collections.ConfigDict, path: str
+) -> None:
+  plt = plotting.pyplot()
+  names, hist = metrics["estimators"], metrics["history"]
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+  for n in names:
+    steps = np.array([r["step"] for r in hist[n]])
+    var = np.array([r["grad_variance"] for r in hist[n]])
+    se = np.array([r["grad_variance_se"] for r in hist[n]])
+    axes[0].semilogy(steps, var, color=_color(n), label=n)
+    axes[0].fill_between(
+      steps,
+      np.maximum(var - 2 * se, var * 1e-3),
+      var + 2 * se,
+      color=_color(n),
+      alpha=0.2,
+      lw=0,
+    )
+    axes[1].semilogy(
+      steps, [r["grad_snr"] for r in hist[n]], color=_color(n), label=n
+    )
+  axes[0].set(
+    xlabel="step",
+    ylabel="trace of covariance",
+    title="encoder-gradient variance (+-2 jackknife SE)",
+  )
+  axes[1].set(
+    xlabel="step",
+    ylabel="sqrt(max(||mean||^2 - trace cov / R, 0) / trace cov)",
+    title="encoder-gradient signal-to-noise ratio",
+  )
+  axes[0].legend()
+  for ax in axes:
+    ax.grid(alpha=0.3, which="both")
+  fig.suptitle(
+    f"{config.num_variance_replicates} independent estimates on "
+    f"{config.variance_batch_size} training images; " + _title(config, metrics),
+    fontsize=9,
+  )
+  fig.tight_layout()
+  plotting.save(fig, path)

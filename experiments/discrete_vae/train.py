@@ -1,0 +1,280 @@
+r"""Training: the state, one jitted Adam step, and the loop with checkpoints.
+
+One step draws a minibatch and every random number from
+``fold_in(train_key, step)``, estimates the encoder gradient with the
+configured estimator and the decoder and prior gradient exactly at sampled
+latents (:mod:`experiments.discrete_vae.gradients`), takes an Adam step on
+all of them, folds the batch's costs into the moving-average baseline (read
+by the score function only; it stays 0 for the others) and, for REBAR and
+RELAX, takes an Adam step on their control. The loop
+(:mod:`experiments.common.training`, shared with the Gaussian VAE) logs the
+diagnostics of :mod:`experiments.discrete_vae.evaluation` every
+``log_every`` steps and checkpoints (orbax) every ``checkpoint_every``
+steps; a killed run resumes bit for bit.
+"""
+
+import functools
+from typing import Any
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from experiments.common import training
+from experiments.discrete_vae import evaluation
+from experiments.discrete_vae import gradients
+from experiments.discrete_vae import model as model_lib
+from rgrad import control_variates
+
+Params = model_lib.Params
+
+
+class TrainState(NamedTuple):
+  """Everything a step reads and writes; what a checkpoint holds."""
+
+  params: Params
+  opt_state: optax.OptState
+  # Moving average of the batch-mean cost: the score function's baseline.
+  baseline: control_variates.MovingAverageBaselineState
+  # REBAR's/RELAX's learned control and its Adam state (a 0.0 placeholder
+  # for the other estimators).
+  control: Any
+  control_opt_state: optax.OptState
+  step: jax.Array  # int32 scalar: optimizer steps taken.
+  key: jax.Array  # uint32 key data of the train key (`jax.random.key_data`).
+
+
+class ModelSpec(NamedTuple):
+  """The static (hashable) description of the model.
+
+  Passed as a static argument, so the bounds compile once per model, for
+  every estimator.
+  """
+
+  kind: str
+  latent_dim: int
+  hidden_dim: int
+  activation: str
+  learn_prior: bool
+  data_dim: int
+
+  @property
+  def model(self) -> model_lib.Model:
+    return model_lib.make_model(
+      self.kind,
+      self.latent_dim,
+      self.hidden_dim,
+      self.data_dim,
+      self.activation,
+      self.learn_prior,
+    )
+
+
+class Hyper(NamedTuple):
+  """The static (hashable) part of the config that the compiled steps use.
+
+  Passed as a static argument, so each distinct `Hyper` compiles once per
+  process and repeated runs with the same config reuse the executable.
+  """
+
+  estimator: str
+  model_spec: ModelSpec
+  num_samples: int  # The encoder estimator's, per data point.
+  generative_samples: int  # Draws per data point of the generative gradient.
+  batch_size: int
+  learning_rate: float
+  baseline_decay: float
+  control_learning_rate: float
+  num_eval_samples: int
+  eval_batch_size: int
+  num_variance_replicates: int
+  variance_batch_size: int
+
+  @classmethod
+  def from_config(cls, config, estimator: str, data_dim: int) -> "Hyper":
+    return cls(
+      estimator=estimator,
+      model_spec=ModelSpec(
+        kind=config.model,
+        latent_dim=config.latent_dim,
+        hidden_dim=config.hidden_dim,
+        activation=config.activation,
+        learn_prior=config.learn_prior,
+        data_dim=data_dim,
+      ),
+      num_samples=gradients.num_samples_for(
+        estimator, config.num_samples, config.relaxed_num_samples
+      ),
+      generative_samples=config.num_samples,
+      batch_size=config.batch_size,
+      learning_rate=config.learning_rate,
+      baseline_decay=config.baseline_decay,
+      control_learning_rate=config.control_learning_rate,
+      num_eval_samples=config.num_eval_samples,
+      eval_batch_size=config.eval_batch_size,
+      num_variance_replicates=config.num_variance_replicates,
+      variance_batch_size=config.variance_batch_size,
+    )
+
+  @property
+  def model(self) -> model_lib.Model:
+    return self.model_spec.model
+
+  @property
+  def optimizer(self) -> optax.GradientTransformation:
+    return optax.adam(self.learning_rate)
+
+  @property
+  def control_optimizer(self) -> optax.GradientTransformation:
+    return optax.adam(self.control_learning_rate)
+
+
+def init_state(
+  hyper: Hyper, params: Params, train_key: chex.PRNGKey
+) -> TrainState:
+  control = gradients.initial_control(hyper.estimator)
+  return TrainState(
+    params=params,
+    opt_state=hyper.optimizer.init(params),
+    baseline=control_variates.moving_average_baseline_init(),
+    control=control,
+    control_opt_state=hyper.control_optimizer.init(control),
+    step=jnp.zeros((), jnp.int32),
+    key=jax.random.key_data(train_key),
+  )
+
+
+@functools.partial(jax.jit, static_argnames="hyper")
+def train_step(
+  state: TrainState, train_data: jax.Array, hyper: Hyper
+) -> TrainState:
+  """One Adam step on a minibatch drawn with `fold_in(train_key, step)`."""
+  model = hyper.model
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+  batch_key, encoder_key, generative_key = jax.random.split(key, 3)
+  del key
+  index = jax.random.choice(
+    batch_key, train_data.shape[0], (hyper.batch_size,), replace=False
+  )
+  x = train_data[index]  # [batch, D]
+  baseline = control_variates.moving_average_baseline_value(state.baseline)
+
+  def encoder_gradient(control):
+    return gradients.encoder_gradient(
+      hyper.estimator,
+      model,
+      hyper.num_samples,
+      state.params,
+      baseline,
+      x,
+      encoder_key,
+      control if hyper.estimator in gradients.RELAXED else None,
+    )
+
+  control, control_opt_state = state.control, state.control_opt_state
+  if hyper.estimator in gradients.RELAXED:
+    # The estimate at the current control, and the gradient in the control
+    # of its squared norm: d Var / d control, unbiased (gradients docs).
+    def squared_norm(control):
+      grad, costs = encoder_gradient(control)
+      norm = sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad))
+      return norm, (grad, costs)
+
+    (_, (encoder_grad, costs)), control_grad = jax.value_and_grad(
+      squared_norm, has_aux=True
+    )(control)
+    control_updates, control_opt_state = hyper.control_optimizer.update(
+      control_grad, control_opt_state, control
+    )
+    control = optax.apply_updates(control, control_updates)
+  else:
+    encoder_grad, costs = encoder_gradient(None)
+  generative_grad = jax.grad(
+    functools.partial(
+      gradients.generative_loss,
+      hyper.estimator,
+      model,
+      hyper.generative_samples,
+    )
+  )(
+    model_lib.generative(state.params),
+    state.params["encoder"],
+    x,
+    generative_key,
+  )
+  grads = {"encoder": encoder_grad, **generative_grad}
+  updates, opt_state = hyper.optimizer.update(
+    grads, state.opt_state, state.params
+  )
+  return TrainState(
+    params=optax.apply_updates(state.params, updates),
+    opt_state=opt_state,
+    # One update per batch, from all batch_size * num_samples costs.
+    baseline=control_variates.moving_average_baseline_update(
+      state.baseline, costs, hyper.baseline_decay
+    ),
+    control=control,
+    control_opt_state=control_opt_state,
+    step=state.step + 1,
+    key=state.key,
+  )
+
+
+def train_estimator(
+  config,
+  estimator: str,
+  init_params: Params,
+  keys: dict[str, jax.Array],
+  train_data: jax.Array,
+  test_data: jax.Array,
+  workdir: str,
+  stop_after_step: int | None = None,
+) -> tuple[TrainState, list[dict[str, float]]]:
+  """Trains (or resumes) one estimator; returns the final state and history.
+
+  Args:
+    config: the validated config.
+    estimator: one of `gradients.ESTIMATORS`.
+    init_params: the initial parameters (shared by every estimator).
+    keys: `{"train", "eval", "measure"}` keys.
+    train_data: `[n_train, D]`.
+    test_data: `[n_test, D]`.
+    workdir: checkpoints go to `<workdir>/<estimator>/checkpoints`.
+    stop_after_step: test hook: raise `training.Interrupted` after this step.
+
+  Returns:
+    The final state and the history rows (see
+    `experiments.discrete_vae.outputs`).
+
+  Raises:
+    ConfigError: `workdir` holds a checkpoint past `config.num_steps`.
+    Interrupted: from the test hook.
+  """
+  hyper = Hyper.from_config(config, estimator, train_data.shape[-1])
+  eval_data = jnp.concatenate([train_data, test_data])
+  # `train_step` is looked up at each call (tests wrap it).
+  return training.train_loop(
+    estimator,
+    init_state(hyper, init_params, keys["train"]),
+    lambda state: train_step(state, train_data, hyper),
+    lambda state: evaluation.evaluate(
+      state,
+      eval_data,
+      train_data.shape[0],
+      keys["eval"],
+      keys["measure"],
+      hyper,
+    ),
+    lambda row: (
+      f"train ELBO {row['train_elbo']:.3f}  test ELBO {row['test_elbo']:.3f}  "
+      f"test IWAE {row['test_iwae']:.3f}  grad var "
+      f"{row['grad_variance']:.3e} +- {row['grad_variance_se']:.1e}"
+    ),
+    workdir,
+    num_steps=config.num_steps,
+    log_every=config.log_every,
+    checkpoint_every=config.checkpoint_every,
+    stop_after_step=stop_after_step,
+  )
