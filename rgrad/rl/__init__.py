@@ -10,6 +10,11 @@ ICML 2018; Metz et al., 2021). The linear-quadratic regulator
 (:func:`rgrad.exact.lqr_cost`).
 """
 
+from rgrad.rl._lqr import LQRNoise
+from rgrad.rl._lqr import LQRTrajectory
+from rgrad.rl._lqr import lqr_rollout
+from rgrad.rl._lqr import psd_sqrt
+from rgrad.rl._lqr import sample_lqr_noise
 from rgrad.rl._problems import LQR
 from rgrad.rl._problems import closed_loop_spectral_radius
 from rgrad.rl._problems import example_lqr
@@ -17,7 +22,12 @@ from rgrad.rl._returns import reward_to_go
 
 __all__ = (
   "LQR",
+  "LQRNoise",
+  "LQRTrajectory",
   "closed_loop_spectral_radius",
   "example_lqr",
+  "lqr_rollout",
+  "psd_sqrt",
   "reward_to_go",
+  "sample_lqr_noise",
 )
