@@ -59,6 +59,11 @@ leaves claim what the 2^20 rows give, and at t = 0.499 only a bias larger
 than the gradient itself is caught. ``variance_claim`` is the relative
 variance error every variance test detects: 5% (from the call means'
 sample fourth moment, 2^16 calls).
+
+Length. The file runs past rgrad's ~500 lines because ``CASES``, every
+estimator on every problem with the error its test claims to detect, is the
+test's specification and reads best as one table beside the wrappers that
+run it.
 """
 
 import functools
