@@ -221,29 +221,14 @@ def _check_estimator(name, estimator, temperature, num_samples):
     raise ValueError(
       f"{name}: estimator must be one of {list(ESTIMATORS)}, got {estimator!r}."
     )
-  relaxed = estimator in ("concrete", "straight_through")
-  if relaxed and temperature is None:
-    raise ValueError(
-      f"{name}: temperature is required for {estimator!r} (the registry "
-      "uses 2/3 for 'concrete' and 1 for 'straight_through')."
-    )
-  if not relaxed and temperature is not None:
-    raise ValueError(
-      f"{name}: temperature applies to 'concrete' and 'straight_through' "
-      f"only, not to {estimator!r}."
-    )
-  if estimator == "leave_one_out":
-    if num_samples is None:
-      raise ValueError(
-        f"{name}: num_samples (K >= 2, the batch) is required for "
-        "'leave_one_out'."
-      )
-    _internal.check_int(num_samples, name, minimum=2)
-  elif num_samples is not None:
-    raise ValueError(
-      f"{name}: num_samples applies to 'leave_one_out' only; the unit of "
-      f"{estimator!r} is one draw."
-    )
+  _internal.check_estimator_options(
+    name,
+    estimator,
+    temperature,
+    num_samples,
+    batch_estimators=("leave_one_out",),
+    unit="one draw",
+  )
 
 
 def one_hot_categorical_estimator_moments(
