@@ -84,7 +84,6 @@ def check_estimator_options(
   estimator: str,
   temperature: Any,
   num_samples: Any,
-  *,
   batch_estimators: tuple[str, ...],
   unit: str,
 ) -> None:

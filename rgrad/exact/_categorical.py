@@ -84,6 +84,10 @@ from rgrad.exact import _enumeration as en
 from rgrad.exact._variances import EstimatorMoments
 
 ESTIMATORS = ("score_function", "leave_one_out", "concrete", "straight_through")
+# The estimator whose unit is a batch of K draws (num_samples), and what the
+# others' is.
+_BATCH_ESTIMATORS = ("leave_one_out",)
+_UNIT = "one draw"
 # The relaxed references integrate over k - 1 dimensions: k <= 4.
 MAX_RELAXED_K = 4
 # Panels per axis by k (the rule has (16 P)^(k - 1) nodes per piece).
@@ -222,12 +226,7 @@ def _check_estimator(name, estimator, temperature, num_samples):
       f"{name}: estimator must be one of {list(ESTIMATORS)}, got {estimator!r}."
     )
   _internal.check_estimator_options(
-    name,
-    estimator,
-    temperature,
-    num_samples,
-    batch_estimators=("leave_one_out",),
-    unit="one draw",
+    name, estimator, temperature, num_samples, _BATCH_ESTIMATORS, _UNIT
   )
 
 

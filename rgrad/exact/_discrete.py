@@ -76,6 +76,10 @@ ESTIMATORS = (
   "straight_through",
   "vimco",
 )
+# The estimators whose unit is a batch of K draws (num_samples), and what
+# the others' is.
+_BATCH_ESTIMATORS = ("leave_one_out", "vimco")
+_UNIT = "fixed (one draw, or one antithetic pair)"
 
 
 @jax.jit
@@ -376,12 +380,7 @@ def bernoulli_estimator_moments(
       "relax_moments)."
     )
   _internal.check_estimator_options(
-    name,
-    estimator,
-    temperature,
-    num_samples,
-    batch_estimators=("leave_one_out", "vimco"),
-    unit="fixed (one draw, or one antithetic pair)",
+    name, estimator, temperature, num_samples, _BATCH_ESTIMATORS, _UNIT
   )
   if estimator == "vimco":
     if additive:
