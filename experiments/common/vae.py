@@ -4,6 +4,8 @@
 (binary latents) train one model with several encoder-gradient estimators
 the same way; the pieces that do not depend on the latents are here:
 
+* :func:`hyper_fields`: what a static ``Hyper`` takes from the config as
+  it is;
 * :func:`minibatch` and :func:`adam_step`: the start and the end of a
   jitted training step (the batch and keys from ``fold_in(train_key,
   step)``; the Adam update and the moving-average baseline);
@@ -16,9 +18,9 @@ the same way; the pieces that do not depend on the latents are here:
   test hook;
 * :func:`check_counts`, :func:`check_rates`, :func:`check_num_samples`
   and :func:`check_data_sizes`: the config checks both make;
-* :func:`write_metrics`, :func:`plot_bounds` and
-  :func:`plot_gradient_variance`: ``metrics.json``, ``metrics.csv``,
-  ``elbo.png`` and ``grad_variance.png``.
+* :func:`write_metrics`, :func:`plot_bounds`, :func:`plot_gradient_variance`
+  and :func:`plot_images`: ``metrics.json``, ``metrics.csv`` and the
+  figures.
 """
 
 import os
@@ -28,6 +30,7 @@ from typing import Any
 
 import chex
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -43,6 +46,21 @@ from rgrad import estimators
 # ---------------------------------------------------------------------------
 # The training step.
 # ---------------------------------------------------------------------------
+
+# The fields of both VAEs' static `Hyper` that are the config's as they are.
+HYPER_FIELDS = (
+  "batch_size",
+  "learning_rate",
+  "baseline_decay",
+  "num_eval_samples",
+  "num_variance_replicates",
+  "variance_batch_size",
+)
+
+
+def hyper_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`{field: config[field]}` for the `HYPER_FIELDS`."""
+  return {field: config[field] for field in HYPER_FIELDS}
 
 
 def minibatch(
@@ -428,3 +446,48 @@ def plot_gradient_variance(
   fig.suptitle(title, **size)
   fig.tight_layout()
   plotting.save(fig, path)
+
+
+def plot_images(
+  metrics: dict[str, Any],
+  params: dict[str, Any],
+  test_np: np.ndarray,
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  decode: Callable[[Any, jax.Array], jax.Array],
+  code: Callable[[Any, jax.Array], jax.Array],
+  noise: Callable[[chex.PRNGKey, tuple[int, int]], jax.Array],
+  sample: Callable[[Any, jax.Array], jax.Array],
+  titles: tuple[str, str],
+) -> None:
+  """``reconstructions.png`` and ``samples.png``, one row per estimator.
+
+  Reconstructions: the decoder mean (the sigmoid of `decode(decoder
+  params, latents)`) at `code(encoder params, x)` for the first
+  ``num_display`` test images, under a row of the images themselves.
+  Samples: the decoder mean at `sample(params, u)`, the same `u = noise(
+  key(seed + 1), (num_display, latent_dim))` in every row. `titles` are
+  the two figures'.
+  """
+  names = metrics["estimators"]
+  num = min(config.num_display, len(test_np))
+  side = int(round(np.sqrt(test_np.shape[1])))
+  # Jitted: one compilation for every estimator's parameters.
+  decoder_mean = jax.jit(lambda p, z: jax.nn.sigmoid(decode(p, z)))
+  x = jnp.asarray(test_np[:num])
+  rows = [("test data", test_np[:num])]
+  for n in names:
+    latents = code(params[n]["encoder"], x)
+    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], latents))))
+  plotting.image_grid(
+    rows, side, titles[0], os.path.join(workdir, "reconstructions.png")
+  )
+  u = noise(jax.random.key(config.seed + 1), (num, config.latent_dim))
+  rows = []
+  for n in names:
+    latents = sample(params[n], u)
+    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], latents))))
+  plotting.image_grid(
+    rows, side, titles[1], os.path.join(workdir, "samples.png")
+  )

@@ -59,36 +59,28 @@ def plot_all(
   side = int(round(np.sqrt(test_np.shape[1])))
   if side * side != test_np.shape[1]:
     return  # Not square images: nothing to draw.
-  names = metrics["estimators"]
-  num = min(config.num_display, len(test_np))
-  # Jitted: one compilation for every estimator's parameters.
   encode = jax.jit(model.encode)
-  decoder_mean = jax.jit(lambda p, b: jax.nn.sigmoid(model.decode(p, b)))
-  x = jnp.asarray(test_np[:num])
-  rows = [("test data", test_np[:num])]
-  for n in names:
-    mode = (encode(params[n]["encoder"], x) > 0).astype(x.dtype)
-    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], mode))))
-  plotting.image_grid(
-    rows,
-    side,
-    "reconstructions (decoder mean at the mode of q(b | x))",
-    os.path.join(workdir, "reconstructions.png"),
-  )
-  uniforms = jax.random.uniform(
-    jax.random.key(config.seed + 1), (num, config.latent_dim)
-  )
-  rows = []
-  for n in names:
+  dtype = jnp.asarray(test_np[:1]).dtype
+
+  def sample(p, uniforms):
     # Each estimator's own prior, driven by the same uniforms.
-    prior = jax.nn.sigmoid(model.prior_logits(params[n]))
-    b = (uniforms < prior).astype(x.dtype)
-    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], b))))
-  plotting.image_grid(
-    rows,
-    side,
-    "samples: decoder mean at b ~ p(b), the same uniforms in every row",
-    os.path.join(workdir, "samples.png"),
+    prior = jax.nn.sigmoid(model.prior_logits(p))
+    return (uniforms < prior).astype(dtype)
+
+  common_vae.plot_images(
+    metrics,
+    params,
+    test_np,
+    config,
+    workdir,
+    decode=model.decode,
+    code=lambda p, x: (encode(p, x) > 0).astype(x.dtype),  # The mode.
+    noise=jax.random.uniform,
+    sample=sample,
+    titles=(
+      "reconstructions (decoder mean at the mode of q(b | x))",
+      "samples: decoder mean at b ~ p(b), the same uniforms in every row",
+    ),
   )
 
 

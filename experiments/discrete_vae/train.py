@@ -109,14 +109,9 @@ class Hyper(NamedTuple):
         estimator, config.num_samples, config.relaxed_num_samples
       ),
       generative_samples=config.num_samples,
-      batch_size=config.batch_size,
-      learning_rate=config.learning_rate,
-      baseline_decay=config.baseline_decay,
       control_learning_rate=config.control_learning_rate,
-      num_eval_samples=config.num_eval_samples,
       eval_batch_size=config.eval_batch_size,
-      num_variance_replicates=config.num_variance_replicates,
-      variance_batch_size=config.variance_batch_size,
+      **common_vae.hyper_fields(config),
     )
 
   @property

@@ -17,7 +17,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -44,32 +43,21 @@ def plot_all(
   plot_gradient_variance(
     metrics, config, os.path.join(workdir, "grad_variance.png")
   )
-  names = metrics["estimators"]
-  num = min(config.num_display, len(test_np))
-  side = int(round(np.sqrt(test_np.shape[1])))
-  # Jitted: one compilation for every estimator's parameters.
   encode = jax.jit(model.encode)
-  decoder_mean = jax.jit(lambda p, z: jax.nn.sigmoid(model.decode(p, z)))
-  x = jnp.asarray(test_np[:num])
-  rows = [("test data", test_np[:num])]
-  for n in names:
-    loc, _ = encode(params[n]["encoder"], x)
-    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], loc))))
-  plotting.image_grid(
-    rows,
-    side,
-    "reconstructions (decoder mean at the encoder mean)",
-    os.path.join(workdir, "reconstructions.png"),
-  )
-  z = jax.random.normal(
-    jax.random.key(config.seed + 1), (num, config.latent_dim)
-  )
-  rows = [(n, np.asarray(decoder_mean(params[n]["decoder"], z))) for n in names]
-  plotting.image_grid(
-    rows,
-    side,
-    "samples: decoder mean of z ~ N(0, I), same z per row",
-    os.path.join(workdir, "samples.png"),
+  common_vae.plot_images(
+    metrics,
+    params,
+    test_np,
+    config,
+    workdir,
+    decode=model.decode,
+    code=lambda p, x: encode(p, x)[0],  # The encoder mean.
+    noise=jax.random.normal,
+    sample=lambda p, z: z,
+    titles=(
+      "reconstructions (decoder mean at the encoder mean)",
+      "samples: decoder mean of z ~ N(0, I), same z per row",
+    ),
   )
 
 

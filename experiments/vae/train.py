@@ -69,12 +69,7 @@ class Hyper(NamedTuple):
       hidden_dim=config.hidden_dim,
       data_dim=data_dim,
       num_samples=config.num_samples,
-      batch_size=config.batch_size,
-      learning_rate=config.learning_rate,
-      baseline_decay=config.baseline_decay,
-      num_eval_samples=config.num_eval_samples,
-      num_variance_replicates=config.num_variance_replicates,
-      variance_batch_size=config.variance_batch_size,
+      **common_vae.hyper_fields(config),
     )
 
   @property
