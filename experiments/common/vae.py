@@ -6,6 +6,7 @@ the same way; the pieces that do not depend on the latents are here:
 
 * :func:`hyper_fields`: what a static ``Hyper`` takes from the config as
   it is;
+* :func:`initial_fields`: a step-0 training state;
 * :func:`minibatch` and :func:`adam_step`: the start and the end of a
   jitted training step (the batch and keys from ``fold_in(train_key,
   step)``; the Adam update and the moving-average baseline);
@@ -61,6 +62,23 @@ HYPER_FIELDS = (
 def hyper_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """`{field: config[field]}` for the `HYPER_FIELDS`."""
   return {field: config[field] for field in HYPER_FIELDS}
+
+
+def initial_fields(
+  hyper: Any, params: Any, train_key: chex.PRNGKey
+) -> dict[str, Any]:
+  """The fields of a step-0 `TrainState` both VAEs have.
+
+  The parameters and their `hyper.optimizer` state, a fresh moving-average
+  baseline, step 0 and the train key's data (``jax.random.key_data``).
+  """
+  return {
+    "params": params,
+    "opt_state": hyper.optimizer.init(params),
+    "baseline": control_variates.moving_average_baseline_init(),
+    "step": jnp.zeros((), jnp.int32),
+    "key": jax.random.key_data(train_key),
+  }
 
 
 def minibatch(
@@ -237,18 +255,33 @@ def train_estimators(
 # ---------------------------------------------------------------------------
 
 
+# The counts both VAEs' configs hold (ints >= 1).
+POSITIVE_INTS = (
+  "num_samples",
+  "num_steps",
+  "latent_dim",
+  "hidden_dim",
+  "batch_size",
+  "log_every",
+  "checkpoint_every",
+  "num_eval_samples",
+  "variance_batch_size",
+  "num_display",
+)
+
+
 def check_counts(
   config: ml_collections.ConfigDict,
   positive_ints: Sequence[str],
   min_replicates: int,
 ) -> None:
-  """The `positive_ints` are ints >= 1, the seeds ints >= 0, and
-  ``num_variance_replicates`` an int >= `min_replicates`.
+  """The `POSITIVE_INTS`, then the `positive_ints`, are ints >= 1, the seeds
+  ints >= 0, and ``num_variance_replicates`` an int >= `min_replicates`.
 
   Raises:
     ConfigError: naming the offending field.
   """
-  for field in positive_ints:
+  for field in (*POSITIVE_INTS, *positive_ints):
     config_lib.integer(config[field], field)
   for field in ("seed", "data_seed"):
     config_lib.integer(config[field], field, minimum=0)

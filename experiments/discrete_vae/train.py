@@ -132,13 +132,9 @@ def init_state(
 ) -> TrainState:
   control = gradients.initial_control(hyper.estimator)
   return TrainState(
-    params=params,
-    opt_state=hyper.optimizer.init(params),
-    baseline=control_variates.moving_average_baseline_init(),
+    **common_vae.initial_fields(hyper, params, train_key),
     control=control,
     control_opt_state=hyper.control_optimizer.init(control),
-    step=jnp.zeros((), jnp.int32),
-    key=jax.random.key_data(train_key),
   )
 
 

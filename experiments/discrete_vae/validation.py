@@ -12,20 +12,11 @@ from experiments.common import vae as common_vae
 from experiments.discrete_vae import gradients
 from experiments.discrete_vae import model as model_lib
 
+# Beyond the counts of `experiments.common.vae.POSITIVE_INTS`.
 _POSITIVE_INTS = (
-  "num_samples",
   "relaxed_num_samples",
-  "num_steps",
-  "latent_dim",
-  "hidden_dim",
-  "batch_size",
-  "log_every",
-  "checkpoint_every",
-  "num_eval_samples",
   "num_final_samples",
   "eval_batch_size",
-  "variance_batch_size",
-  "num_display",
 )
 
 

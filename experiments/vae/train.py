@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import chex
 import jax
-import jax.numpy as jnp
 import optax
 
 from experiments.common import vae as common_vae
@@ -84,13 +83,7 @@ class Hyper(NamedTuple):
 def init_state(
   hyper: Hyper, params: Params, train_key: chex.PRNGKey
 ) -> TrainState:
-  return TrainState(
-    params=params,
-    opt_state=hyper.optimizer.init(params),
-    baseline=control_variates.moving_average_baseline_init(),
-    step=jnp.zeros((), jnp.int32),
-    key=jax.random.key_data(train_key),
-  )
+  return TrainState(**common_vae.initial_fields(hyper, params, train_key))
 
 
 @functools.partial(jax.jit, static_argnames="hyper")
