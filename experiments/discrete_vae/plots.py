@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from experiments.common import plotting
-from experiments.common import vae as common_vae
+from experiments.common import vae_plots
 from experiments.discrete_vae import gradients
 from experiments.discrete_vae import model as model_lib
 
@@ -67,7 +67,7 @@ def plot_all(
     prior = jax.nn.sigmoid(model.prior_logits(p))
     return (uniforms < prior).astype(dtype)
 
-  common_vae.plot_images(
+  vae_plots.plot_images(
     metrics,
     params,
     test_np,
@@ -88,7 +88,7 @@ def plot_bounds(
   metrics: dict[str, Any], config: ml_collections.ConfigDict, path: str
 ) -> None:
   final = lambda n: metrics["final"][n]["test_iwae_final"]
-  common_vae.plot_bounds(
+  vae_plots.plot_bounds(
     metrics,
     path,
     _color,
@@ -102,7 +102,7 @@ def plot_bounds(
 def plot_gradient_variance(
   metrics: dict[str, Any], config: ml_collections.ConfigDict, path: str
 ) -> None:
-  common_vae.plot_gradient_variance(
+  vae_plots.plot_gradient_variance(
     metrics,
     path,
     _color,

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from experiments.common import plotting
-from experiments.common import vae as common_vae
+from experiments.common import vae_plots
 from experiments.vae import gradients
 from experiments.vae import model as model_lib
 
@@ -44,7 +44,7 @@ def plot_all(
     metrics, config, os.path.join(workdir, "grad_variance.png")
   )
   encode = jax.jit(model.encode)
-  common_vae.plot_images(
+  vae_plots.plot_images(
     metrics,
     params,
     test_np,
@@ -64,7 +64,7 @@ def plot_all(
 def plot_bounds(
   metrics: dict[str, Any], config: ml_collections.ConfigDict, path: str
 ) -> None:
-  common_vae.plot_bounds(
+  vae_plots.plot_bounds(
     metrics,
     path,
     _color,
@@ -77,7 +77,7 @@ def plot_bounds(
 def plot_gradient_variance(
   metrics: dict[str, Any], config: ml_collections.ConfigDict, path: str
 ) -> None:
-  common_vae.plot_gradient_variance(
+  vae_plots.plot_gradient_variance(
     metrics,
     path,
     _color,
