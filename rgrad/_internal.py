@@ -79,6 +79,52 @@ def check_int(
   return int(value)
 
 
+def check_estimator_options(
+  name: str,
+  estimator: str,
+  temperature: Any,
+  num_samples: Any,
+  batch_estimators: tuple[str, ...],
+  unit: str,
+) -> None:
+  """Checks the options of an exact reference's `estimator`, each by name.
+
+  ``temperature`` is required for the relaxations (``"concrete"``,
+  ``"straight_through"``) and refused otherwise; ``num_samples`` (K >= 2,
+  checked by :func:`check_int`) is required for the `batch_estimators`,
+  whose unit is a batch of K draws, and refused for the others, whose unit
+  is `unit` (said in the message).
+
+  Raises:
+    ValueError: a missing or superfluous option, or K < 2.
+    TypeError: a `num_samples` that is not an int.
+  """
+  relaxed = estimator in ("concrete", "straight_through")
+  if relaxed and temperature is None:
+    raise ValueError(
+      f"{name}: temperature is required for {estimator!r} (the registry "
+      "uses 2/3 for 'concrete' and 1 for 'straight_through')."
+    )
+  if not relaxed and temperature is not None:
+    raise ValueError(
+      f"{name}: temperature applies to 'concrete' and 'straight_through' "
+      f"only, not to {estimator!r}."
+    )
+  if estimator in batch_estimators:
+    if num_samples is None:
+      raise ValueError(
+        f"{name}: num_samples (K >= 2, the batch) is required for "
+        f"{estimator!r}."
+      )
+    check_int(num_samples, name, minimum=2)
+  elif num_samples is not None:
+    users = " and ".join(repr(e) for e in batch_estimators)
+    raise ValueError(
+      f"{name}: num_samples applies to {users} only; the unit of "
+      f"{estimator!r} is {unit}."
+    )
+
+
 def check_callable(value: Any, what: str, name: str | None = None) -> None:
   if not callable(value):
     raise TypeError(

@@ -4,9 +4,6 @@ import csv
 import itertools
 import json
 import os
-import shutil
-import tempfile
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -17,13 +14,13 @@ from absl.testing import parameterized
 
 import rgrad
 from experiments import discrete_vae
-from experiments.common import config as config_lib
 from experiments.common import data
 from experiments.common import gradient_stats
 from experiments.configs import discrete_vae as dvae_config
 from experiments.discrete_vae import gradients as dvae_gradients
 from experiments.discrete_vae import model as dvae_model
 from experiments.discrete_vae import train as dvae_train
+from tests import vae_checks
 
 # The smoke run trains rebar, whose state has the most to checkpoint (a
 # learned control and its Adam state besides the parameters). Each estimator
@@ -34,47 +31,27 @@ _SMOKE = ("rebar",)
 
 
 def _tiny_config(**overrides):
-  config = dvae_config.get_config()
-  config.num_steps = 6
-  config.log_every = 2
-  config.checkpoint_every = 4
-  config.batch_size = 8
-  config.latent_dim = 3
-  config.num_eval_samples = 2
-  config.num_final_samples = 4
-  config.eval_batch_size = 128
-  config.num_variance_replicates = 3
-  config.variance_batch_size = 8
-  config.num_display = 3
+  config = vae_checks.tiny_config(dvae_config.get_config())
+  config.update(latent_dim=3, num_final_samples=4, eval_batch_size=128)
   config.update(overrides)
   return config
 
 
-def _tempdir(testcase):
-  # tempfile rather than create_tempdir: absl flags are unparsed under pytest.
-  path = tempfile.mkdtemp()
-  testcase.addCleanup(shutil.rmtree, path, ignore_errors=True)
-  return path
+_tempdir, _leaves = vae_checks.tempdir, vae_checks.leaves
 
 
-def _leaves(params):
-  return [np.asarray(x) for x in jax.tree.leaves(params)]
-
-
-class DiscreteVaeRunTest(parameterized.TestCase):
+class DiscreteVaeRunTest(vae_checks.RunChecks, parameterized.TestCase):
   """One tiny run, shared by the tests below."""
 
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.workdir = tempfile.mkdtemp()
-    cls.config = _tiny_config(estimator=",".join(_SMOKE))
-    cls.result = discrete_vae.run(cls.config, cls.workdir)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.workdir, ignore_errors=True)
-    super().tearDownClass()
+  estimators = ",".join(_SMOKE)
+  experiment = discrete_vae
+  train_lib = dvae_train
+  make_config = staticmethod(_tiny_config)
+  # rebar carries its control and the control's Adam state as well.
+  resume_estimator = "rebar"
+  trained = staticmethod(
+    lambda result, name: (result["params"][name], result["controls"][name])
+  )
 
   def test_every_estimator_trains(self):
     metrics = self.result["metrics"]
@@ -162,61 +139,6 @@ class DiscreteVaeRunTest(parameterized.TestCase):
       path = os.path.join(self.workdir, f"{png}.png")
       with open(path, "rb") as f:
         self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", msg=path)
-
-  def test_resume_after_kill_is_bitwise_identical(self):
-    # rebar carries its control and the control's Adam state as well.
-    config = _tiny_config(estimator="rebar")
-    workdir = _tempdir(self)
-    # "Kill" after step 5: the checkpoint of step 4 survives, step 5 is lost.
-    result = discrete_vae.run(config, workdir, stop_after_step=5)
-    self.assertIsNone(result["metrics"])
-    self.assertFalse(os.path.exists(os.path.join(workdir, "metrics.json")))
-    compiled = dvae_train.train_step._cache_size()
-    with mock.patch.object(
-      dvae_train, "train_step", wraps=dvae_train.train_step
-    ) as step:
-      resumed = discrete_vae.run(config, workdir)
-    # Resumed from step 4: one warm-up call plus steps 5 and 6, and nothing
-    # new was compiled.
-    self.assertEqual(step.call_count, 3)
-    self.assertEqual(dvae_train.train_step._cache_size(), compiled)
-    # The shared run trained rebar uninterrupted from the same
-    # initialization and keys.
-    for a, b in zip(
-      _leaves((resumed["params"]["rebar"], resumed["controls"]["rebar"])),
-      _leaves(
-        (self.result["params"]["rebar"], self.result["controls"]["rebar"])
-      ),
-      strict=True,
-    ):
-      np.testing.assert_array_equal(a, b)
-    drop_time = lambda rows: [
-      {k: v for k, v in r.items() if k != "wall_time_s"} for r in rows
-    ]
-    self.assertEqual(
-      drop_time(resumed["metrics"]["history"]["rebar"]),
-      drop_time(self.result["metrics"]["history"]["rebar"]),
-    )
-    self.assertEqual(
-      resumed["metrics"]["final"]["rebar"]["test_iwae_final"],
-      self.result["metrics"]["final"]["rebar"]["test_iwae_final"],
-    )
-
-  def test_refuses_to_resume_under_another_config(self):
-    config = _tiny_config(estimator=",".join(_SMOKE), latent_dim=4)
-    with mock.patch.object(dvae_train, "train_step") as step:
-      with self.assertRaisesRegex(
-        config_lib.ConfigError, "different config.*latent_dim"
-      ):
-        discrete_vae.run(config, self.workdir)
-    step.assert_not_called()
-
-  def test_refuses_a_checkpoint_past_num_steps(self):
-    config = _tiny_config(estimator=",".join(_SMOKE), num_steps=3)
-    with self.assertRaisesRegex(
-      config_lib.ConfigError, "checkpoint at step 6, past"
-    ):
-      discrete_vae.run(config, self.workdir)
 
 
 class ExactGradientTest(absltest.TestCase):
@@ -394,14 +316,9 @@ class BadFlagsTest(parameterized.TestCase):
     ("no_file", {"data_path": "/nonexistent.npz"}, "data_path.*not a file"),
   )
   def test_fails_before_training(self, overrides, message):
-    workdir = os.path.join(_tempdir(self), "run")
-    config = _tiny_config(**overrides)
-    with mock.patch.object(dvae_train, "train_step") as step:
-      with self.assertRaisesRegex(config_lib.ConfigError, message):
-        discrete_vae.run(config, workdir)
-    step.assert_not_called()
-    # Nothing recorded: a corrected config may use the same workdir.
-    self.assertFalse(os.path.exists(workdir))
+    vae_checks.assert_fails_before_training(
+      self, discrete_vae, dvae_train, _tiny_config(**overrides), message
+    )
 
 
 class RegistryTest(absltest.TestCase):

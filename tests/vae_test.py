@@ -3,10 +3,7 @@
 import csv
 import json
 import os
-import shutil
-import tempfile
 from typing import NamedTuple
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -17,56 +14,34 @@ from absl.testing import parameterized
 
 import rgrad
 from experiments import vae
-from experiments.common import config as config_lib
 from experiments.common import gradient_stats
 from experiments.configs import vae as vae_config
 from experiments.vae import gradients as vae_gradients
 from experiments.vae import train as vae_train
+from tests import vae_checks
 
 
 def _tiny_config(**overrides):
-  config = vae_config.get_config()
-  config.num_steps = 6
-  config.log_every = 2
-  config.checkpoint_every = 4
-  config.batch_size = 8
-  config.latent_dim = 2
-  config.hidden_dim = 16
-  config.num_samples = 2
-  config.num_eval_samples = 2
-  config.num_variance_replicates = 3
-  config.variance_batch_size = 8
-  config.num_display = 3
+  config = vae_checks.tiny_config(vae_config.get_config())
+  config.update(latent_dim=2, hidden_dim=16, num_samples=2)
   config.update(overrides)
   return config
 
 
-def _tempdir(testcase):
-  # tempfile rather than create_tempdir: absl flags are unparsed under pytest.
-  path = tempfile.mkdtemp()
-  testcase.addCleanup(shutil.rmtree, path, ignore_errors=True)
-  return path
-
-
-def _leaves(params):
-  return [np.asarray(x) for x in jax.tree.leaves(params)]
+_leaves = vae_checks.leaves
 
 
 @pytest.mark.slow
-class VaeRunTest(parameterized.TestCase):
+class VaeRunTest(vae_checks.RunChecks, parameterized.TestCase):
   """One tiny run of every estimator, shared by the tests below."""
 
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.workdir = tempfile.mkdtemp()
-    cls.config = _tiny_config(estimator="all")
-    cls.result = vae.run(cls.config, cls.workdir)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.workdir, ignore_errors=True)
-    super().tearDownClass()
+  estimators = "all"
+  experiment = vae
+  train_lib = vae_train
+  make_config = staticmethod(_tiny_config)
+  # score_function carries a non-trivial baseline state as well.
+  resume_estimator = "score_function"
+  trained = staticmethod(lambda result, name: result["params"][name])
 
   def test_every_estimator_trains(self):
     metrics = self.result["metrics"]
@@ -126,55 +101,6 @@ class VaeRunTest(parameterized.TestCase):
       path = os.path.join(self.workdir, f"{png}.png")
       with open(path, "rb") as f:
         self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", msg=path)
-
-  def test_resume_after_kill_is_bitwise_identical(self):
-    # score_function carries a non-trivial baseline state as well.
-    config = _tiny_config(estimator="score_function")
-    workdir = _tempdir(self)
-    # "Kill" after step 5: the checkpoint of step 4 survives, step 5 is lost.
-    self.assertIsNone(vae.run(config, workdir, stop_after_step=5)["metrics"])
-    self.assertFalse(os.path.exists(os.path.join(workdir, "metrics.json")))
-    compiled = vae_train.train_step._cache_size()
-    with mock.patch.object(
-      vae_train, "train_step", wraps=vae_train.train_step
-    ) as step:
-      resumed = vae.run(config, workdir)
-    # Resumed from step 4: one warm-up call plus steps 5 and 6 (a fresh run
-    # would make 1 + 6 calls), and nothing new was compiled.
-    self.assertEqual(step.call_count, 3)
-    self.assertEqual(vae_train.train_step._cache_size(), compiled)
-
-    # The shared run trained score_function uninterrupted from the same
-    # initialization and keys.
-    for a, b in zip(
-      _leaves(resumed["params"]["score_function"]),
-      _leaves(self.result["params"]["score_function"]),
-      strict=True,
-    ):
-      np.testing.assert_array_equal(a, b)
-    drop_time = lambda rows: [
-      {k: v for k, v in r.items() if k != "wall_time_s"} for r in rows
-    ]
-    self.assertEqual(
-      drop_time(resumed["metrics"]["history"]["score_function"]),
-      drop_time(self.result["metrics"]["history"]["score_function"]),
-    )
-
-  def test_refuses_to_resume_under_another_config(self):
-    config = _tiny_config(estimator="all", latent_dim=3)
-    with mock.patch.object(vae_train, "train_step") as step:
-      with self.assertRaisesRegex(
-        config_lib.ConfigError, "different config.*latent_dim"
-      ):
-        vae.run(config, self.workdir)
-    step.assert_not_called()
-
-  def test_refuses_a_checkpoint_past_num_steps(self):
-    config = _tiny_config(estimator="all", num_steps=3)
-    with self.assertRaisesRegex(
-      config_lib.ConfigError, "checkpoint at step 6, past"
-    ):
-      vae.run(config, self.workdir)
 
 
 class EncoderGradientTest(absltest.TestCase):
@@ -310,14 +236,9 @@ class BadFlagsTest(parameterized.TestCase):
     ),
   )
   def test_fails_before_training(self, overrides, message):
-    workdir = os.path.join(_tempdir(self), "run")
-    config = _tiny_config(**overrides)
-    with mock.patch.object(vae_train, "train_step") as step:
-      with self.assertRaisesRegex(config_lib.ConfigError, message):
-        vae.run(config, workdir)
-    step.assert_not_called()
-    # Nothing recorded: a corrected config may use the same workdir.
-    self.assertFalse(os.path.exists(workdir))
+    vae_checks.assert_fails_before_training(
+      self, vae, vae_train, _tiny_config(**overrides), message
+    )
 
 
 class RegistryTest(absltest.TestCase):

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from experiments.common import gradient_stats
+from experiments.common import vae as common_vae
 from experiments.discrete_vae import gradients
 from experiments.discrete_vae import model as model_lib
 from rgrad import control_variates
@@ -110,36 +111,18 @@ def test_bound(
   return float(jnp.mean(iwae))
 
 
-def gradient_replicates(
-  state: Any, x: jax.Array, key: chex.PRNGKey, hyper: Any
-) -> model_lib.Params:
-  """R independent encoder-gradient estimates on x; leaves `[R, ...]`."""
-  baseline = control_variates.moving_average_baseline_value(state.baseline)
-
-  def one_estimate(k):
-    grad, _ = gradients.encoder_gradient(
-      hyper.estimator,
-      hyper.model,
-      hyper.num_samples,
-      state.params,
-      baseline,
-      x,
-      k,
-      state.control if hyper.estimator in gradients.RELAXED else None,
-    )
-    return grad
-
-  keys = jax.random.split(key, hyper.num_variance_replicates)
-  return jax.vmap(one_estimate)(keys)
-
-
 @functools.partial(jax.jit, static_argnames="hyper")
 def gradient_metrics(
   state: Any, x: jax.Array, measure_key: chex.PRNGKey, hyper: Any
 ) -> dict[str, jax.Array]:
   """Variance, its SE and the SNR of the encoder gradient on x."""
-  grads = gradient_replicates(
-    state, x, jax.random.fold_in(measure_key, state.step), hyper
+  grads = common_vae.encoder_gradient_replicates(
+    gradients.encoder_gradient,
+    state,
+    x,
+    jax.random.fold_in(measure_key, state.step),
+    hyper,
+    state.control if hyper.estimator in gradients.RELAXED else None,
   )
   return {
     **gradient_stats.signal_to_noise(grads),

@@ -18,7 +18,7 @@ from absl import logging
 from experiments.common import checkpoints
 from experiments.common import config as config_lib
 from experiments.common import data
-from experiments.common import training
+from experiments.common import vae as common_vae
 from experiments.discrete_vae import evaluation
 from experiments.discrete_vae import gradients
 from experiments.discrete_vae import outputs
@@ -74,7 +74,7 @@ def run(
   """
   names = validation.validate_config(config)
   train_np, test_np, source = load_data(config)
-  validation.check_data_sizes(config, len(train_np))
+  common_vae.check_data_sizes(config, len(train_np))
   # Only a config that passed every check is recorded in the workdir.
   checkpoints.record_config(config, workdir)
   train_data, test_data = jnp.asarray(train_np), jnp.asarray(test_np)
@@ -91,31 +91,22 @@ def run(
   mean_image = train_np.mean(0) if config.decoder_bias_from_data else None
   init_params = model.init(init_key, mean_image)  # Shared by every estimator.
 
-  histories, final_params, final_bounds, controls = {}, {}, {}, {}
+  images = (train_data, test_data)
+  states, histories, interrupted = common_vae.train_estimators(
+    train, config, names, init_params, keys, images, workdir, stop_after_step
+  )
+  final_params = {n: s.params for n, s in states.items()}
+  result = {
+    "params": final_params,
+    "initial_params": init_params,
+    "controls": {n: s.control for n, s in states.items()},
+  }
+  if interrupted:
+    return {"metrics": None, **result}
+  final_bounds = {}
   for name in names:
-    try:
-      state, history = train.train_estimator(
-        config,
-        name,
-        init_params,
-        keys,
-        train_data,
-        test_data,
-        workdir,
-        stop_after_step,
-      )
-    except training.Interrupted:
-      logging.info("[%s] interrupted by the test hook", name)
-      return {
-        "metrics": None,
-        "params": final_params,
-        "initial_params": init_params,
-        "controls": controls,
-      }
-    histories[name], final_params[name] = history, state.params
-    controls[name] = state.control
     final_bounds[name] = evaluation.test_bound(
-      state.params,
+      final_params[name],
       test_data,
       final_key,
       hypers[name],
@@ -146,9 +137,4 @@ def run(
   )
   outputs.write(metrics, workdir)
   plots.plot_all(metrics, final_params, model, test_np, config, workdir)
-  return {
-    "metrics": metrics,
-    "params": final_params,
-    "initial_params": init_params,
-    "controls": controls,
-  }
+  return {"metrics": metrics, **result}

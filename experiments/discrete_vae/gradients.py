@@ -89,9 +89,9 @@ import jax
 import jax.numpy as jnp
 
 import rgrad
+from experiments.common import vae as common_vae
 from experiments.discrete_vae import model as model_lib
 from rgrad import control_variates
-from rgrad import estimators
 
 Params = model_lib.Params
 
@@ -234,14 +234,8 @@ def _image_cotangent(
     )
   elif spec.stateful:
     # The baseline is the VAE's per-batch state (see the module docstring).
-    jac, costs = estimators.score_function_jacobians(
-      function,
-      q_params,
-      posterior,
-      key,
-      num_samples,
-      baseline=baseline,
-      return_costs=True,
+    jac, costs = common_vae.moving_average_score_function(
+      function, q_params, posterior, key, num_samples, baseline
     )
   else:
     jac = spec.fn(function, q_params, posterior, key, num_samples)

@@ -33,9 +33,10 @@
 * ``final.csv``: the ELBO table, one row per estimator, columns
   :data:`FINAL_FIELDS`.
 
-The figures are :mod:`experiments.discrete_vae.plots`'; the checkpoints
-:mod:`experiments.common.checkpoints`'. Files are written on process 0 only
-(:mod:`experiments.common.outputs`).
+metrics.json and metrics.csv are written by
+:func:`experiments.common.vae.write_metrics`, like the Gaussian VAE's, on
+process 0 only; the figures are :mod:`experiments.discrete_vae.plots`', the
+checkpoints :mod:`experiments.common.checkpoints`'.
 """
 
 import os
@@ -45,17 +46,13 @@ from typing import Any
 import ml_collections
 
 from experiments.common import outputs
+from experiments.common import vae as common_vae
 
 METRIC_FIELDS = (
-  "step",
-  "wall_time_s",
-  "train_elbo",
-  "test_elbo",
-  "test_iwae",
+  *common_vae.BOUND_FIELDS,
   "grad_variance",
   "grad_variance_se",
-  "grad_snr_sq",
-  "grad_snr",
+  *common_vae.SNR_FIELDS,
   "baseline",
 )
 FINAL_FIELDS = (
@@ -106,17 +103,8 @@ def metrics(
 
 def write(metrics: dict[str, Any], workdir: str) -> None:
   """Writes metrics.json, metrics.csv and final.csv (on process 0)."""
-  # Not strict: a diverged run's NaNs are written (as NaN) rather than lost.
-  outputs.write_json(
-    os.path.join(workdir, "metrics.json"), metrics, strict=False
-  )
+  common_vae.write_metrics(metrics, workdir, METRIC_FIELDS)
   names = metrics["estimators"]
-  rows = [
-    {"estimator": n, **row} for n in names for row in metrics["history"][n]
-  ]
-  outputs.write_csv(
-    os.path.join(workdir, "metrics.csv"), rows, ("estimator", *METRIC_FIELDS)
-  )
   table = [
     {
       "estimator": n,

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from experiments.common import plotting
+from experiments.common import vae_plots
 from experiments.discrete_vae import gradients
 from experiments.discrete_vae import model as model_lib
 
@@ -58,127 +59,56 @@ def plot_all(
   side = int(round(np.sqrt(test_np.shape[1])))
   if side * side != test_np.shape[1]:
     return  # Not square images: nothing to draw.
-  names = metrics["estimators"]
-  num = min(config.num_display, len(test_np))
-  # Jitted: one compilation for every estimator's parameters.
   encode = jax.jit(model.encode)
-  decoder_mean = jax.jit(lambda p, b: jax.nn.sigmoid(model.decode(p, b)))
-  x = jnp.asarray(test_np[:num])
-  rows = [("test data", test_np[:num])]
-  for n in names:
-    mode = (encode(params[n]["encoder"], x) > 0).astype(x.dtype)
-    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], mode))))
-  plotting.image_grid(
-    rows,
-    side,
-    "reconstructions (decoder mean at the mode of q(b | x))",
-    os.path.join(workdir, "reconstructions.png"),
-  )
-  uniforms = jax.random.uniform(
-    jax.random.key(config.seed + 1), (num, config.latent_dim)
-  )
-  rows = []
-  for n in names:
+  dtype = jnp.asarray(test_np[:1]).dtype
+
+  def sample(p, uniforms):
     # Each estimator's own prior, driven by the same uniforms.
-    prior = jax.nn.sigmoid(model.prior_logits(params[n]))
-    b = (uniforms < prior).astype(x.dtype)
-    rows.append((n, np.asarray(decoder_mean(params[n]["decoder"], b))))
-  plotting.image_grid(
-    rows,
-    side,
-    "samples: decoder mean at b ~ p(b), the same uniforms in every row",
-    os.path.join(workdir, "samples.png"),
+    prior = jax.nn.sigmoid(model.prior_logits(p))
+    return (uniforms < prior).astype(dtype)
+
+  vae_plots.plot_images(
+    metrics,
+    params,
+    test_np,
+    config,
+    workdir,
+    decode=model.decode,
+    code=lambda p, x: (encode(p, x) > 0).astype(x.dtype),  # The mode.
+    noise=jax.random.uniform,
+    sample=sample,
+    titles=(
+      "reconstructions (decoder mean at the mode of q(b | x))",
+      "samples: decoder mean at b ~ p(b), the same uniforms in every row",
+    ),
   )
 
 
 def plot_bounds(
   metrics: dict[str, Any], config: ml_collections.ConfigDict, path: str
 ) -> None:
-  plt = plotting.pyplot()
-  names, hist = metrics["estimators"], metrics["history"]
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-  for n in names:
-    steps = [r["step"] for r in hist[n]]
-    final = metrics["final"][n]["test_iwae_final"]
-    axes[0].plot(
-      steps,
-      [r["test_elbo"] for r in hist[n]],
-      color=_color(n),
-      label=f"{n} (test; final L_{config.num_final_samples} {final:.2f})",
-    )
-    axes[0].plot(
-      steps,
-      [r["train_elbo"] for r in hist[n]],
-      color=_color(n),
-      ls="--",
-      alpha=0.6,
-    )
-    axes[1].plot(
-      [r["wall_time_s"] for r in hist[n]],
-      [r["test_elbo"] for r in hist[n]],
-      color=_color(n),
-      label=n,
-    )
-  # The first rows (at initialization) would squash the curves.
-  all_elbos = [r["test_elbo"] for n in names for r in hist[n][1:]]
-  all_elbos = [v for v in all_elbos if np.isfinite(v)]
-  if all_elbos:
-    low, high = np.percentile(all_elbos, 2), max(all_elbos)
-    pad = 0.05 * (high - low) + 1e-6
-    axes[0].set_ylim(low - pad, high + pad)
-  axes[0].set(
-    xlabel="step",
-    ylabel="ELBO (nats / image)",
-    title="test (solid) and train (dashed) ELBO vs step",
+  final = lambda n: metrics["final"][n]["test_iwae_final"]
+  vae_plots.plot_bounds(
+    metrics,
+    path,
+    _color,
+    lambda n: f"{n} (test; final L_{config.num_final_samples} {final(n):.2f})",
+    _title(config, metrics),
+    legend_fontsize=8,
+    extra_pad=1e-6,
   )
-  axes[1].set(xlabel="training wall-clock (s)", title="test ELBO vs time")
-  axes[0].legend(fontsize=8)
-  for ax in axes:
-    ax.grid(alpha=0.3)
-  fig.suptitle(_title(config, metrics))
-  fig.tight_layout()
-  plotting.save(fig, path)
 
 
 def plot_gradient_variance(
   metrics: dict[str, Any], config: ml_collections.ConfigDict, path: str
 ) -> None:
-  plt = plotting.pyplot()
-  names, hist = metrics["estimators"], metrics["history"]
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-  for n in names:
-    steps = np.array([r["step"] for r in hist[n]])
-    var = np.array([r["grad_variance"] for r in hist[n]])
-    se = np.array([r["grad_variance_se"] for r in hist[n]])
-    axes[0].semilogy(steps, var, color=_color(n), label=n)
-    axes[0].fill_between(
-      steps,
-      np.maximum(var - 2 * se, var * 1e-3),
-      var + 2 * se,
-      color=_color(n),
-      alpha=0.2,
-      lw=0,
-    )
-    axes[1].semilogy(
-      steps, [r["grad_snr"] for r in hist[n]], color=_color(n), label=n
-    )
-  axes[0].set(
-    xlabel="step",
-    ylabel="trace of covariance",
-    title="encoder-gradient variance (+-2 jackknife SE)",
-  )
-  axes[1].set(
-    xlabel="step",
-    ylabel="sqrt(max(||mean||^2 - trace cov / R, 0) / trace cov)",
-    title="encoder-gradient signal-to-noise ratio",
-  )
-  axes[0].legend()
-  for ax in axes:
-    ax.grid(alpha=0.3, which="both")
-  fig.suptitle(
+  vae_plots.plot_gradient_variance(
+    metrics,
+    path,
+    _color,
+    "encoder-gradient variance (+-2 jackknife SE)",
     f"{config.num_variance_replicates} independent estimates on "
     f"{config.variance_batch_size} training images; " + _title(config, metrics),
-    fontsize=9,
+    band=True,
+    title_fontsize=9,
   )
-  fig.tight_layout()
-  plotting.save(fig, path)

@@ -7,10 +7,11 @@ latents (:mod:`experiments.discrete_vae.gradients`), takes an Adam step on
 all of them, folds the batch's costs into the moving-average baseline (read
 by the score function only; it stays 0 for the others) and, for REBAR and
 RELAX, takes an Adam step on their control. The loop
-(:mod:`experiments.common.training`, shared with the Gaussian VAE) logs the
-diagnostics of :mod:`experiments.discrete_vae.evaluation` every
-``log_every`` steps and checkpoints (orbax) every ``checkpoint_every``
-steps; a killed run resumes bit for bit.
+(:mod:`experiments.common.training`, run for each estimator by
+:func:`experiments.common.vae.train_estimators`, shared with the Gaussian
+VAE) logs the diagnostics of :mod:`experiments.discrete_vae.evaluation`
+(:func:`evaluator`) every ``log_every`` steps and checkpoints (orbax) every
+``checkpoint_every`` steps; a killed run resumes bit for bit.
 """
 
 import functools
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from experiments.common import training
+from experiments.common import vae as common_vae
 from experiments.discrete_vae import evaluation
 from experiments.discrete_vae import gradients
 from experiments.discrete_vae import model as model_lib
@@ -108,14 +109,9 @@ class Hyper(NamedTuple):
         estimator, config.num_samples, config.relaxed_num_samples
       ),
       generative_samples=config.num_samples,
-      batch_size=config.batch_size,
-      learning_rate=config.learning_rate,
-      baseline_decay=config.baseline_decay,
       control_learning_rate=config.control_learning_rate,
-      num_eval_samples=config.num_eval_samples,
       eval_batch_size=config.eval_batch_size,
-      num_variance_replicates=config.num_variance_replicates,
-      variance_batch_size=config.variance_batch_size,
+      **common_vae.hyper_fields(config),
     )
 
   @property
@@ -136,13 +132,9 @@ def init_state(
 ) -> TrainState:
   control = gradients.initial_control(hyper.estimator)
   return TrainState(
-    params=params,
-    opt_state=hyper.optimizer.init(params),
-    baseline=control_variates.moving_average_baseline_init(),
+    **common_vae.initial_fields(hyper, params, train_key),
     control=control,
     control_opt_state=hyper.control_optimizer.init(control),
-    step=jnp.zeros((), jnp.int32),
-    key=jax.random.key_data(train_key),
   )
 
 
@@ -152,14 +144,9 @@ def train_step(
 ) -> TrainState:
   """One Adam step on a minibatch drawn with `fold_in(train_key, step)`."""
   model = hyper.model
-  key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-  batch_key, encoder_key, generative_key = jax.random.split(key, 3)
-  del key
-  index = jax.random.choice(
-    batch_key, train_data.shape[0], (hyper.batch_size,), replace=False
-  )
-  x = train_data[index]  # [batch, D]
-  baseline = control_variates.moving_average_baseline_value(state.baseline)
+  x, baseline, encoder_key, generative_key = common_vae.minibatch(
+    state, train_data, hyper.batch_size
+  )  # x: [batch, D]
 
   def encoder_gradient(control):
     return gradients.encoder_gradient(
@@ -205,76 +192,29 @@ def train_step(
     generative_key,
   )
   grads = {"encoder": encoder_grad, **generative_grad}
-  updates, opt_state = hyper.optimizer.update(
-    grads, state.opt_state, state.params
-  )
-  return TrainState(
-    params=optax.apply_updates(state.params, updates),
-    opt_state=opt_state,
-    # One update per batch, from all batch_size * num_samples costs.
-    baseline=control_variates.moving_average_baseline_update(
-      state.baseline, costs, hyper.baseline_decay
-    ),
+  return common_vae.adam_step(
+    state,
+    grads,
+    costs,
+    hyper,
     control=control,
     control_opt_state=control_opt_state,
-    step=state.step + 1,
-    key=state.key,
   )
 
 
-def train_estimator(
-  config,
-  estimator: str,
-  init_params: Params,
-  keys: dict[str, jax.Array],
-  train_data: jax.Array,
-  test_data: jax.Array,
-  workdir: str,
-  stop_after_step: int | None = None,
-) -> tuple[TrainState, list[dict[str, float]]]:
-  """Trains (or resumes) one estimator; returns the final state and history.
-
-  Args:
-    config: the validated config.
-    estimator: one of `gradients.ESTIMATORS`.
-    init_params: the initial parameters (shared by every estimator).
-    keys: `{"train", "eval", "measure"}` keys.
-    train_data: `[n_train, D]`.
-    test_data: `[n_test, D]`.
-    workdir: checkpoints go to `<workdir>/<estimator>/checkpoints`.
-    stop_after_step: test hook: raise `training.Interrupted` after this step.
-
-  Returns:
-    The final state and the history rows (see
-    `experiments.discrete_vae.outputs`).
-
-  Raises:
-    ConfigError: `workdir` holds a checkpoint past `config.num_steps`.
-    Interrupted: from the test hook.
-  """
-  hyper = Hyper.from_config(config, estimator, train_data.shape[-1])
+def evaluator(hyper: Hyper, keys: dict[str, jax.Array], train_data, test_data):
+  """`state -> history-row metrics`, by :func:`evaluation.evaluate`."""
   eval_data = jnp.concatenate([train_data, test_data])
-  # `train_step` is looked up at each call (tests wrap it).
-  return training.train_loop(
-    estimator,
-    init_state(hyper, init_params, keys["train"]),
-    lambda state: train_step(state, train_data, hyper),
-    lambda state: evaluation.evaluate(
-      state,
-      eval_data,
-      train_data.shape[0],
-      keys["eval"],
-      keys["measure"],
-      hyper,
-    ),
-    lambda row: (
-      f"train ELBO {row['train_elbo']:.3f}  test ELBO {row['test_elbo']:.3f}  "
-      f"test IWAE {row['test_iwae']:.3f}  grad var "
-      f"{row['grad_variance']:.3e} +- {row['grad_variance_se']:.1e}"
-    ),
-    workdir,
-    num_steps=config.num_steps,
-    log_every=config.log_every,
-    checkpoint_every=config.checkpoint_every,
-    stop_after_step=stop_after_step,
+  return lambda state: evaluation.evaluate(
+    state,
+    eval_data,
+    train_data.shape[0],
+    keys["eval"],
+    keys["measure"],
+    hyper,
   )
+
+
+def describe(row: dict[str, float]) -> str:
+  """The end of a history row's log line (after the bounds and variance)."""
+  return f" +- {row['grad_variance_se']:.1e}"

@@ -8,23 +8,15 @@ with status 1 (:func:`experiments.common.launch.run_app`).
 import ml_collections
 
 from experiments.common import config as config_lib
+from experiments.common import vae as common_vae
 from experiments.discrete_vae import gradients
 from experiments.discrete_vae import model as model_lib
 
+# Beyond the counts of `experiments.common.vae.POSITIVE_INTS`.
 _POSITIVE_INTS = (
-  "num_samples",
   "relaxed_num_samples",
-  "num_steps",
-  "latent_dim",
-  "hidden_dim",
-  "batch_size",
-  "log_every",
-  "checkpoint_every",
-  "num_eval_samples",
   "num_final_samples",
   "eval_batch_size",
-  "variance_batch_size",
-  "num_display",
 )
 
 
@@ -64,49 +56,20 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     raise config_lib.ConfigError(
       "config.data_path must be a string (empty for sklearn's digits)."
     )
-  for field in _POSITIVE_INTS:
-    config_lib.integer(config[field], field)
-  for field in ("seed", "data_seed"):
-    config_lib.integer(config[field], field, minimum=0)
   # Three replicates at least, for the jackknife SE of the variance.
-  config_lib.integer(
-    config.num_variance_replicates, "num_variance_replicates", minimum=3
-  )
+  common_vae.check_counts(config, _POSITIVE_INTS, min_replicates=3)
   for name in names:
     spec = gradients.get_spec(name)
     if name in gradients.RELAXED:
       continue  # relaxed_num_samples >= 1 is all they need.
-    if config.num_samples < spec.min_num_samples:
-      raise config_lib.ConfigError(
-        f"config.num_samples must be >= {spec.min_num_samples} for the "
-        f"{name} estimator ({spec.summary}), got {config.num_samples}."
-      )
+    common_vae.check_num_samples(config, name, spec)
     if spec.rows == "pairs" and config.num_samples % 2:
       raise config_lib.ConfigError(
         f"config.num_samples must be even for the {name} estimator (rows "
         f"are antithetic pairs), got {config.num_samples}."
       )
-  config_lib.real(config.test_fraction, "test_fraction", positive=True, high=1)
-  config_lib.real(
-    config.binarize_threshold, "binarize_threshold", low=0.0, high=1.0
-  )
-  config_lib.real(config.baseline_decay, "baseline_decay", low=0.0, high=1.0)
-  config_lib.real(config.learning_rate, "learning_rate", positive=True)
+  common_vae.check_rates(config)
   config_lib.real(
     config.control_learning_rate, "control_learning_rate", positive=True
   )
   return names
-
-
-def check_data_sizes(config: ml_collections.ConfigDict, num_train: int) -> None:
-  """The batches fit in the `num_train` training images.
-
-  Raises:
-    ConfigError: a batch larger than the training set.
-  """
-  for field in ("batch_size", "variance_batch_size"):
-    if config[field] > num_train:
-      raise config_lib.ConfigError(
-        f"config.{field} ({config[field]}) exceeds the {num_train} training "
-        "images."
-      )

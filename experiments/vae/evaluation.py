@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from experiments.common import gradient_stats
+from experiments.common import vae as common_vae
 from experiments.vae import gradients
 from experiments.vae import model as model_lib
 from rgrad import control_variates
@@ -85,29 +86,17 @@ def evaluate(
   test_elbo, test_iwae = bounds(
     model, state.params, test_data, eval_key, hyper.num_eval_samples
   )
-  baseline = control_variates.moving_average_baseline_value(state.baseline)
-  variance_batch = train_data[: hyper.variance_batch_size]
-
-  def one_estimate(key):
-    grad, _ = gradients.encoder_gradient(
-      hyper.estimator,
-      model,
-      hyper.num_samples,
-      state.params,
-      baseline,
-      variance_batch,
-      key,
-    )
-    return grad
-
-  replicate_keys = jax.random.split(
-    jax.random.fold_in(measure_key, state.step), hyper.num_variance_replicates
-  )
-  grads = jax.vmap(one_estimate)(replicate_keys)  # leaves [R, *shape]
+  grads = common_vae.encoder_gradient_replicates(
+    gradients.encoder_gradient,
+    state,
+    train_data[: hyper.variance_batch_size],
+    jax.random.fold_in(measure_key, state.step),
+    hyper,
+  )  # leaves [R, *shape]
   return {
     "train_elbo": train_elbo,
     "test_elbo": test_elbo,
     "test_iwae": test_iwae,
     **gradient_stats.signal_to_noise(grads),
-    "baseline": baseline,
+    "baseline": control_variates.moving_average_baseline_value(state.baseline),
   }

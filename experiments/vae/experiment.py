@@ -11,11 +11,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-from absl import logging
 
 from experiments.common import checkpoints
 from experiments.common import data
-from experiments.common import training
+from experiments.common import vae as common_vae
 from experiments.vae import model as model_lib
 from experiments.vae import outputs
 from experiments.vae import plots
@@ -49,7 +48,7 @@ def run(
   train_np, test_np = data.load_digits_binarized(
     config.test_fraction, config.data_seed, config.binarize_threshold
   )
-  validation.check_data_sizes(config, len(train_np))
+  common_vae.check_data_sizes(config, len(train_np))
   # Only a config that passed every check is recorded in the workdir.
   checkpoints.record_config(config, workdir)
   train_data, test_data = jnp.asarray(train_np), jnp.asarray(test_np)
@@ -63,35 +62,18 @@ def run(
   )
   init_params = model.init(init_key)  # Shared by every estimator.
 
-  histories, final_params = {}, {}
-  for name in names:
-    try:
-      state, history = train.train_estimator(
-        config,
-        name,
-        init_params,
-        keys,
-        train_data,
-        test_data,
-        workdir,
-        stop_after_step,
-      )
-    except training.Interrupted:
-      logging.info("[%s] interrupted by the test hook", name)
-      return {
-        "metrics": None,
-        "params": final_params,
-        "initial_params": init_params,
-      }
-    histories[name], final_params[name] = history, state.params
+  images = (train_data, test_data)
+  states, histories, interrupted = common_vae.train_estimators(
+    train, config, names, init_params, keys, images, workdir, stop_after_step
+  )
+  final_params = {n: s.params for n, s in states.items()}
+  result = {"params": final_params, "initial_params": init_params}
+  if interrupted:
+    return {"metrics": None, **result}
 
   metrics = outputs.metrics(
     config, names, (train_data.shape, test_data.shape), histories
   )
   outputs.write(metrics, workdir)
   plots.plot_all(metrics, final_params, model, test_np, config, workdir)
-  return {
-    "metrics": metrics,
-    "params": final_params,
-    "initial_params": init_params,
-  }
+  return {"metrics": metrics, **result}

@@ -74,9 +74,9 @@ import jax
 import jax.numpy as jnp
 
 import rgrad
+from experiments.common import vae as common_vae
 from experiments.vae import model as model_lib
 from rgrad import control_variates
-from rgrad import estimators
 
 Params = model_lib.Params
 
@@ -137,14 +137,8 @@ def _image_cotangent(
     function = functools.partial(model_lib.log_joint, model, decoder_params, x)
   if spec.stateful:
     # The baseline is the VAE's per-batch state (see the module docstring).
-    jac, costs = estimators.score_function_jacobians(
-      function,
-      q_params,
-      model_lib.posterior,
-      key,
-      num_samples,
-      baseline=baseline,
-      return_costs=True,
+    jac, costs = common_vae.moving_average_score_function(
+      function, q_params, model_lib.posterior, key, num_samples, baseline
     )
   else:
     jac, costs = spec.fn(

@@ -32,23 +32,17 @@ The figures are :mod:`experiments.vae.plots`'; the checkpoints
 (:mod:`experiments.common.outputs`).
 """
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 
-from experiments.common import outputs
+from experiments.common import vae as common_vae
 
 METRIC_FIELDS = (
-  "step",
-  "wall_time_s",
-  "train_elbo",
-  "test_elbo",
-  "test_iwae",
+  *common_vae.BOUND_FIELDS,
   "grad_variance",
-  "grad_snr_sq",
-  "grad_snr",
+  *common_vae.SNR_FIELDS,
   "baseline",
 )
 SCHEMA_VERSION = 2  # 2: grad_snr unbiased (see evaluation), grad_snr_sq
@@ -85,15 +79,4 @@ def metrics(
 
 def write(metrics: dict[str, Any], workdir: str) -> None:
   """Writes metrics.json and metrics.csv to `workdir` (on process 0)."""
-  # Not strict: a diverged run's NaNs are written (as NaN) rather than lost.
-  outputs.write_json(
-    os.path.join(workdir, "metrics.json"), metrics, strict=False
-  )
-  rows = [
-    {"estimator": name, **row}
-    for name in metrics["estimators"]
-    for row in metrics["history"][name]
-  ]
-  outputs.write_csv(
-    os.path.join(workdir, "metrics.csv"), rows, ("estimator", *METRIC_FIELDS)
-  )
+  common_vae.write_metrics(metrics, workdir, METRIC_FIELDS)

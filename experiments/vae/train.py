@@ -8,7 +8,9 @@ batch's costs into the moving-average baseline. The loop logs the
 diagnostics of :mod:`experiments.vae.evaluation` every ``log_every`` steps
 and checkpoints every ``checkpoint_every`` steps, in the loop that
 :mod:`experiments.common.training` shares with the discrete VAE (orbax
-checkpoints, :mod:`experiments.common.checkpoints`).
+checkpoints, :mod:`experiments.common.checkpoints`), run for each estimator
+by :func:`experiments.common.vae.train_estimators` with :func:`evaluator`
+and :func:`describe`.
 """
 
 import functools
@@ -16,10 +18,9 @@ from typing import NamedTuple
 
 import chex
 import jax
-import jax.numpy as jnp
 import optax
 
-from experiments.common import training
+from experiments.common import vae as common_vae
 from experiments.vae import evaluation
 from experiments.vae import gradients
 from experiments.vae import model as model_lib
@@ -67,12 +68,7 @@ class Hyper(NamedTuple):
       hidden_dim=config.hidden_dim,
       data_dim=data_dim,
       num_samples=config.num_samples,
-      batch_size=config.batch_size,
-      learning_rate=config.learning_rate,
-      baseline_decay=config.baseline_decay,
-      num_eval_samples=config.num_eval_samples,
-      num_variance_replicates=config.num_variance_replicates,
-      variance_batch_size=config.variance_batch_size,
+      **common_vae.hyper_fields(config),
     )
 
   @property
@@ -87,13 +83,7 @@ class Hyper(NamedTuple):
 def init_state(
   hyper: Hyper, params: Params, train_key: chex.PRNGKey
 ) -> TrainState:
-  return TrainState(
-    params=params,
-    opt_state=hyper.optimizer.init(params),
-    baseline=control_variates.moving_average_baseline_init(),
-    step=jnp.zeros((), jnp.int32),
-    key=jax.random.key_data(train_key),
-  )
+  return TrainState(**common_vae.initial_fields(hyper, params, train_key))
 
 
 @functools.partial(jax.jit, static_argnames="hyper")
@@ -106,14 +96,9 @@ def train_step(
   embedded in the program and slow XLA's compilation down.
   """
   model = hyper.model
-  key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-  batch_key, encoder_key, decoder_key = jax.random.split(key, 3)
-  del key
-  index = jax.random.choice(
-    batch_key, train_data.shape[0], (hyper.batch_size,), replace=False
+  x, baseline, encoder_key, decoder_key = common_vae.minibatch(
+    state, train_data, hyper.batch_size
   )
-  x = train_data[index]  # [batch, dim]
-  baseline = control_variates.moving_average_baseline_value(state.baseline)
   encoder_grad, costs = gradients.encoder_gradient(
     hyper.estimator,
     model,
@@ -129,67 +114,16 @@ def train_step(
     )
   )(state.params["decoder"], state.params["encoder"], x, decoder_key)
   grads = {"encoder": encoder_grad, "decoder": decoder_grad}
-  updates, opt_state = hyper.optimizer.update(
-    grads, state.opt_state, state.params
-  )
-  return TrainState(
-    params=optax.apply_updates(state.params, updates),
-    opt_state=opt_state,
-    # One update per batch, from all batch_size * num_samples costs.
-    baseline=control_variates.moving_average_baseline_update(
-      state.baseline, costs, hyper.baseline_decay
-    ),
-    step=state.step + 1,
-    key=state.key,
+  return common_vae.adam_step(state, grads, costs, hyper)
+
+
+def evaluator(hyper: Hyper, keys: dict[str, jax.Array], train_data, test_data):
+  """`state -> history-row metrics`, by :func:`evaluation.evaluate`."""
+  return lambda state: evaluation.evaluate(
+    state, train_data, test_data, keys["eval"], keys["measure"], hyper
   )
 
 
-def train_estimator(
-  config,
-  estimator: str,
-  init_params: Params,
-  keys: dict[str, jax.Array],
-  train_data: jax.Array,
-  test_data: jax.Array,
-  workdir: str,
-  stop_after_step: int | None = None,
-) -> tuple[TrainState, list[dict[str, float]]]:
-  """Trains (or resumes) one estimator; returns the final state and history.
-
-  Args:
-    config: the validated config.
-    estimator: one of `gradients.ESTIMATORS`.
-    init_params: the initial parameters (shared by every estimator).
-    keys: `{"train", "eval", "measure"}` keys.
-    train_data: `[n_train, dim]`.
-    test_data: `[n_test, dim]`.
-    workdir: checkpoints go to `<workdir>/<estimator>/checkpoints`.
-    stop_after_step: test hook: raise `training.Interrupted` after this step.
-
-  Returns:
-    The final state and the history rows (see `experiments.vae.outputs`).
-
-  Raises:
-    ConfigError: `workdir` holds a checkpoint past `config.num_steps`.
-    Interrupted: from the test hook.
-  """
-  hyper = Hyper.from_config(config, estimator, train_data.shape[-1])
-  # `train_step` is looked up at each call (tests wrap it).
-  return training.train_loop(
-    estimator,
-    init_state(hyper, init_params, keys["train"]),
-    lambda state: train_step(state, train_data, hyper),
-    lambda state: evaluation.evaluate(
-      state, train_data, test_data, keys["eval"], keys["measure"], hyper
-    ),
-    lambda row: (
-      f"train ELBO {row['train_elbo']:.3f}  test ELBO {row['test_elbo']:.3f}  "
-      f"test IWAE {row['test_iwae']:.3f}  grad var "
-      f"{row['grad_variance']:.3e}  SNR {row['grad_snr']:.3f}"
-    ),
-    workdir,
-    num_steps=config.num_steps,
-    log_every=config.log_every,
-    checkpoint_every=config.checkpoint_every,
-    stop_after_step=stop_after_step,
-  )
+def describe(row: dict[str, float]) -> str:
+  """The end of a history row's log line (after the bounds and variance)."""
+  return f"  SNR {row['grad_snr']:.3f}"

@@ -84,6 +84,10 @@ from rgrad.exact import _enumeration as en
 from rgrad.exact._variances import EstimatorMoments
 
 ESTIMATORS = ("score_function", "leave_one_out", "concrete", "straight_through")
+# The estimator whose unit is a batch of K draws (num_samples), and what the
+# others' is.
+_BATCH_ESTIMATORS = ("leave_one_out",)
+_UNIT = "one draw"
 # The relaxed references integrate over k - 1 dimensions: k <= 4.
 MAX_RELAXED_K = 4
 # Panels per axis by k (the rule has (16 P)^(k - 1) nodes per piece).
@@ -221,29 +225,9 @@ def _check_estimator(name, estimator, temperature, num_samples):
     raise ValueError(
       f"{name}: estimator must be one of {list(ESTIMATORS)}, got {estimator!r}."
     )
-  relaxed = estimator in ("concrete", "straight_through")
-  if relaxed and temperature is None:
-    raise ValueError(
-      f"{name}: temperature is required for {estimator!r} (the registry "
-      "uses 2/3 for 'concrete' and 1 for 'straight_through')."
-    )
-  if not relaxed and temperature is not None:
-    raise ValueError(
-      f"{name}: temperature applies to 'concrete' and 'straight_through' "
-      f"only, not to {estimator!r}."
-    )
-  if estimator == "leave_one_out":
-    if num_samples is None:
-      raise ValueError(
-        f"{name}: num_samples (K >= 2, the batch) is required for "
-        "'leave_one_out'."
-      )
-    _internal.check_int(num_samples, name, minimum=2)
-  elif num_samples is not None:
-    raise ValueError(
-      f"{name}: num_samples applies to 'leave_one_out' only; the unit of "
-      f"{estimator!r} is one draw."
-    )
+  _internal.check_estimator_options(
+    name, estimator, temperature, num_samples, _BATCH_ESTIMATORS, _UNIT
+  )
 
 
 def one_hot_categorical_estimator_moments(

@@ -76,6 +76,10 @@ ESTIMATORS = (
   "straight_through",
   "vimco",
 )
+# The estimators whose unit is a batch of K draws (num_samples), and what
+# the others' is.
+_BATCH_ESTIMATORS = ("leave_one_out", "vimco")
+_UNIT = "fixed (one draw, or one antithetic pair)"
 
 
 @jax.jit
@@ -308,33 +312,6 @@ def _disarm(costs, eta):
 # ---------------------------------------------------------------------------
 
 
-def _check_extra(name, estimator, temperature, num_samples):
-  relaxed = estimator in ("concrete", "straight_through")
-  batch = estimator in ("leave_one_out", "vimco")
-  if relaxed and temperature is None:
-    raise ValueError(
-      f"{name}: temperature is required for {estimator!r} (the registry "
-      "uses 2/3 for 'concrete' and 1 for 'straight_through')."
-    )
-  if not relaxed and temperature is not None:
-    raise ValueError(
-      f"{name}: temperature applies to 'concrete' and 'straight_through' "
-      f"only, not to {estimator!r}."
-    )
-  if batch:
-    if num_samples is None:
-      raise ValueError(
-        f"{name}: num_samples (K >= 2, the batch) is required for "
-        f"{estimator!r}."
-      )
-    _internal.check_int(num_samples, name, minimum=2)
-  elif num_samples is not None:
-    raise ValueError(
-      f"{name}: num_samples applies to 'leave_one_out' and 'vimco' only; the "
-      f"unit of {estimator!r} is fixed (one draw, or one antithetic pair)."
-    )
-
-
 def bernoulli_estimator_moments(
   estimator: str,
   cost: Callable[[jax.Array], Any],
@@ -402,7 +379,9 @@ def bernoulli_estimator_moments(
       f"{estimator!r} (REBAR and RELAX: rgrad.exact.rebar_moments and "
       "relax_moments)."
     )
-  _check_extra(name, estimator, temperature, num_samples)
+  _internal.check_estimator_options(
+    name, estimator, temperature, num_samples, _BATCH_ESTIMATORS, _UNIT
+  )
   if estimator == "vimco":
     if additive:
       raise ValueError(f"{name}: additive does not apply to 'vimco'.")
