@@ -16,6 +16,8 @@ from rgrad.rl._lqr import lqr_rollout
 from rgrad.rl._lqr import psd_sqrt
 from rgrad.rl._lqr import sample_lqr_noise
 from rgrad.rl._problems import LQR
+from rgrad.rl._problems import check_lqr
+from rgrad.rl._problems import check_policy
 from rgrad.rl._problems import closed_loop_spectral_radius
 from rgrad.rl._problems import example_lqr
 from rgrad.rl._returns import reward_to_go
@@ -24,6 +26,8 @@ __all__ = (
   "LQR",
   "LQRNoise",
   "LQRTrajectory",
+  "check_lqr",
+  "check_policy",
   "closed_loop_spectral_radius",
   "example_lqr",
   "lqr_rollout",
