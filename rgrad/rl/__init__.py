@@ -10,6 +10,7 @@ ICML 2018; Metz et al., 2021). The linear-quadratic regulator
 (:func:`rgrad.exact.lqr_cost`).
 """
 
+from rgrad.rl._bptt import lqr_bptt_gradients
 from rgrad.rl._lqr import LQRNoise
 from rgrad.rl._lqr import LQRTrajectory
 from rgrad.rl._lqr import lqr_rollout
@@ -30,6 +31,7 @@ __all__ = (
   "check_policy",
   "closed_loop_spectral_radius",
   "example_lqr",
+  "lqr_bptt_gradients",
   "lqr_rollout",
   "psd_sqrt",
   "reward_to_go",
