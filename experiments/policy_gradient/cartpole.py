@@ -10,10 +10,10 @@ episode in each of ``num_envs`` environments (:mod:`.rollout`) and ascends
           \qquad G_{it} = \sum_{u \ge t} \gamma^{u-t} r_{iu}
 
 (``rgrad.rl.reward_to_go`` with the episode's ``dones``), with Adam. The
-baseline is a value MLP :math:`b = V_\phi`, fitted by one Adam step per
-update on :math:`\sum m_{it} (V_\phi(s_{it}) - G_{it})^2` over the same
-batch, *after* the policy gradient has used the value from before that
-step.
+baseline is a value MLP :math:`b = V_\phi`, fitted by ``value_steps``
+full-batch Adam steps per update on :math:`\sum m_{it} (V_\phi(s_{it}) -
+G_{it})^2` over the same batch, *after* the policy gradient has used the
+value from before those steps.
 
 Bias. Any :math:`b(s_t)` that does not depend on :math:`a_t` or later
 draws leaves :math:`E[g_i]` unchanged, because :math:`E[\nabla \log \pi(a_t
@@ -192,6 +192,27 @@ def score_surrogate(
   return jnp.sum(chosen[..., 0] * jax.lax.stop_gradient(weights))
 
 
+def per_episode_gradients(
+  hyper: Hyper,
+  policy_params: Params,
+  episodes: rollout.Episodes,
+  advantages: jax.Array,
+) -> Params:
+  r"""One estimate :math:`g_i` per episode (``vmap`` of ``grad``).
+
+  Args:
+    advantages: `[E, T]` the weights :math:`G_{it} - b(s_{it})` (masked here
+      by the episodes' ``alive``).
+
+  Returns:
+    A pytree like `policy_params` whose leaves have a leading `E` axis.
+  """
+  return jax.vmap(
+    jax.grad(functools.partial(score_surrogate, hyper)),
+    in_axes=(None, 0, 0, 0),
+  )(policy_params, episodes.obs, episodes.actions, advantages * episodes.alive)
+
+
 @functools.partial(jax.jit, static_argnames="hyper")
 def train_step(state: TrainState, hyper: Hyper) -> TrainState:
   """One update: rollout, policy-gradient Adam step, value Adam step."""
@@ -208,13 +229,15 @@ def train_step(state: TrainState, hyper: Hyper) -> TrainState:
     var = jnp.sum(jnp.square(advantages - mean) * episodes.alive) / count
     advantages = (advantages - mean) / (jnp.sqrt(var) + 1e-8)
   weights = advantages * episodes.alive
+
   # Ascent on the return: descend the negated batch-mean surrogate.
-  policy_grad = jax.grad(
-    lambda p: (
-      -score_surrogate(hyper, p, episodes.obs, episodes.actions, weights)
-      / hyper.num_envs
+  def policy_loss(params):
+    surrogate = score_surrogate(
+      hyper, params, episodes.obs, episodes.actions, weights
     )
-  )(state.policy_params)
+    return -surrogate / hyper.num_envs
+
+  policy_grad = jax.grad(policy_loss)(state.policy_params)
 
   def value_loss(params):
     v = hyper.value.apply(params, episodes.obs)[..., 0]
@@ -269,16 +292,14 @@ def evaluate(
   num = hyper.num_variance_envs
   sub = jax.tree.map(lambda x: x[:num], episodes)
 
-  def per_episode(weights):  # [num, T] -> per-episode gradients [num, ...]
-    return jax.vmap(
-      jax.grad(functools.partial(score_surrogate, hyper)),
-      in_axes=(None, 0, 0, 0),
-    )(state.policy_params, sub.obs, sub.actions, weights * sub.alive)
-
   with_baseline = gradient_stats.total_variance(
-    per_episode(returns[:num] - values[:num])
+    per_episode_gradients(
+      hyper, state.policy_params, sub, returns[:num] - values[:num]
+    )
   )
-  without_baseline = gradient_stats.total_variance(per_episode(returns[:num]))
+  without_baseline = gradient_stats.total_variance(
+    per_episode_gradients(hyper, state.policy_params, sub, returns[:num])
+  )
   value_error = jnp.sum(episodes.alive * jnp.square(values - returns)) / (
     jnp.sum(episodes.alive)
   )
