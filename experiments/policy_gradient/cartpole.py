@@ -10,21 +10,21 @@ episode in each of ``num_envs`` environments (:mod:`.rollout`) and ascends
           \qquad G_{it} = \sum_{u \ge t} \gamma^{u-t} r_{iu}
 
 (``rgrad.rl.reward_to_go`` with the episode's ``dones``), with Adam. The
-baseline is a value MLP :math:`b = V_\phi`, fitted by ``value_steps``
-full-batch Adam steps per update on :math:`\sum m_{it} (V_\phi(s_{it}) -
-G_{it})^2` over the same batch, *after* the policy gradient has used the
+baseline is a value MLP :math:`b = V_\phi(s_t, t)`, fitted by ``value_steps``
+full-batch Adam steps per update on :math:`\sum m_{it} (V_\phi(s_{it}, t)
+- G_{it})^2` over the same batch, *after* the policy gradient has used the
 value from before those steps.
 
-Bias. Any :math:`b(s_t)` that does not depend on :math:`a_t` or later
+Bias. Any :math:`b(s_t, t)` that does not depend on :math:`a_t` or later
 draws leaves :math:`E[g_i]` unchanged, because :math:`E[\nabla \log \pi(a_t
 \mid s_t) \mid s_t] = 0`; :math:`V_\phi` is fitted on earlier batches only,
-so with :math:`\gamma = 1` each :math:`g_i` is an unbiased estimate of
-:math:`\nabla_\theta E[\sum_t r_t]`, the gradient of the expected
-(undiscounted, 500-step-capped) return (Williams, 1992; Sutton & Barto,
-2018, Sec. 13.4). With :math:`\gamma < 1` and no :math:`\gamma^t` weight it
-is the usual estimator, which is the gradient of no objective (Nota &
-Thomas, 2020), though it trains well. ``normalize_advantages`` (off by
-default) standardises :math:`G - b` by the batch's own mean and standard
+so with :math:`\gamma = 1` (the default) each :math:`g_i` is an unbiased
+estimate of :math:`\nabla_\theta E[\sum_t r_t]`, the gradient of the
+expected undiscounted, 500-step-capped return (Williams, 1992; Sutton &
+Barto, 2018, Sec. 13.4). With :math:`\gamma < 1` and no :math:`\gamma^t`
+weight it is the usual estimator, which is the gradient of no objective
+(Nota & Thomas, 2020), though it trains well. ``normalize_advantages`` (off
+by default) standardises :math:`G - b` by the batch's own mean and standard
 deviation: that mean and scale depend on every action in the batch, so the
 estimate is then *not* exactly unbiased (the bias is :math:`O(1/E)` in
 direction and the scale changes), which is why it is off.
@@ -141,7 +141,7 @@ def init_state(hyper: Hyper, init_key: chex.PRNGKey, train_key) -> TrainState:
   del init_key
   obs = jnp.zeros(make_env()[0].observation_space(make_env()[1]).shape)
   policy_params = hyper.policy.init(policy_key, obs)
-  value_params = hyper.value.init(value_key, obs)
+  value_params = hyper.value.init(value_key, jnp.zeros((obs.shape[0] + 1,)))
   return TrainState(
     policy_params=policy_params,
     value_params=value_params,
@@ -170,8 +170,31 @@ def returns_and_values(
   returns = rl.reward_to_go(
     episodes.rewards, discount=hyper.discount, dones=episodes.dones
   )
-  values = hyper.value.apply(value_params, episodes.obs)[..., 0]
+  values = value_fn(hyper, value_params, episodes.obs)
   return returns, values
+
+
+def value_fn(hyper: Hyper, value_params: Params, obs: jax.Array) -> jax.Array:
+  r""":math:`V_\phi(s_t, t)`, `[..., T]`, from obs `[..., T, obs_dim]`.
+
+  The 500-step cap makes the return to go depend on the time left, which
+  the observation does not show, so the baseline also sees :math:`t /
+  500`: a baseline may depend on anything but :math:`a_t` and later draws.
+  Rollouts start at reset, so the time index is the step's position. The
+  network's output is in units of the largest return,
+  :math:`\sum_{t < 500} \gamma^t`, so that its targets lie in [0, 1] and
+  Adam's step size means the same for every discount.
+  """
+  cap = max_episode_steps()
+  scale = (
+    float(cap)
+    if hyper.discount == 1.0
+    else (1.0 - hyper.discount**cap) / (1.0 - hyper.discount)
+  )
+  time = jnp.arange(obs.shape[-2], dtype=obs.dtype) / cap
+  time = jnp.broadcast_to(time[:, None], (*obs.shape[:-1], 1))
+  inputs = jnp.concatenate([obs, time], axis=-1)
+  return scale * hyper.value.apply(value_params, inputs)[..., 0]
 
 
 def score_surrogate(
@@ -240,7 +263,7 @@ def train_step(state: TrainState, hyper: Hyper) -> TrainState:
   policy_grad = jax.grad(policy_loss)(state.policy_params)
 
   def value_loss(params):
-    v = hyper.value.apply(params, episodes.obs)[..., 0]
+    v = value_fn(hyper, params, episodes.obs)
     return jnp.sum(episodes.alive * jnp.square(v - returns)) / jnp.sum(
       episodes.alive
     )
