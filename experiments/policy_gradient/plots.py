@@ -62,7 +62,7 @@ def plot_gradient_variance(results: dict[str, Any], path: str) -> None:
   fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
   for suffix, label, color in (
     ("no_baseline", "b = 0", "tab:orange"),
-    ("baseline", "b = V(s) (learned)", "tab:green"),
+    ("baseline", "b = V(s, t) (learned)", "tab:green"),
   ):
     var = _column(rows, f"grad_variance_{suffix}")
     se = _column(rows, f"grad_variance_{suffix}_se")
