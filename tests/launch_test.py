@@ -41,6 +41,13 @@ class BadFlagTest(parameterized.TestCase):
       "pathwise, score_function, leave_one_out, stl, dreg or 'all'.",
     ),
     (
+      "policy_gradient_horizon",
+      "policy_gradient",
+      "--config.horizon=501",
+      "config.horizon (501) exceeds the environment's 500-step episodes; a "
+      "rollout holds one episode.",
+    ),
+    (
       "benchmark_dim",
       "benchmark_estimators",
       "--config.dim=0",

@@ -80,7 +80,9 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     ConfigError: `workdir` holds a run with another config.
   """
   path = os.path.join(workdir, "config.json")
-  current = config.to_dict()
+  # As read back from JSON (tuples become lists), so that a config with a
+  # tuple field compares equal to its own record.
+  current = outputs.as_json(config.to_dict())
   if os.path.exists(path):
     with open(path) as f:
       previous = json.load(f)
