@@ -341,6 +341,27 @@ class BadInputTest(parameterized.TestCase):
     with self.assertRaisesRegex(TypeError, "environment must be"):
       fn("pendulum", params, key, T, N)
 
+  @parameterized.named_parameters(*[(k, k) for k in ESTIMATORS])
+  def test_non_finite_costs(self, name):
+    # An environment whose cost overflows to inf for large states: eager
+    # calls raise and count them; under jit the NaN/inf propagates.
+    env = rl.lqr_environment(PROBLEM)
+
+    def step(key, state, u):
+      next_state, cost = env.step(key, state, u)
+      return next_state, jnp.where(cost > 0.0, jnp.inf, cost)
+
+    broken = env._replace(step=step)
+    fn = ESTIMATORS[name]
+    with self.assertRaisesRegex(ValueError, "costs are non-finite"):
+      fn(broken, PARAMS, jax.random.key(0), T, N)
+    jitted = jax.jit(fn, static_argnums=(0, 3, 4))(
+      broken, PARAMS, jax.random.key(0), T, N
+    )
+    self.assertFalse(
+      all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jitted))
+    )
+
   @parameterized.named_parameters(
     ("score_function", rl.score_function_policy_gradients),
     ("total_propagation", rl.total_propagation_policy_gradients),

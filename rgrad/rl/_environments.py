@@ -349,7 +349,8 @@ def rollout(
   """The rollouts that `noise` drives under the policy (module docstring).
 
   Differentiable in `params` and vmapped over rollouts (``lax.scan`` over
-  time).
+  time). Concrete non-finite costs raise (every estimator rolls out through
+  here, or checks its own trajectory); under ``jit`` they propagate as NaN.
   """
   name = "rollout"
   check_environment(environment, name)
@@ -361,4 +362,6 @@ def rollout(
     )
   one = functools.partial(rollout_one, environment, mean_fn)
   batched = jax.vmap(one, in_axes=(None, 0, 0, 0))
-  return batched(params, noise.reset_keys, noise.step_keys, noise.eps)
+  trajectory = batched(params, noise.reset_keys, noise.step_keys, noise.eps)
+  _internal.check_finite(trajectory.costs, name, "costs")
+  return trajectory

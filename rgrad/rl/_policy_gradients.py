@@ -358,6 +358,10 @@ def pathwise_policy_gradients(
     params, noise.reset_keys, noise.step_keys, noise.eps
   )
   trajectory = jax.lax.stop_gradient(trajectory)
+  _internal.check_finite(trajectory.costs, "pathwise_policy_gradients", "costs")
+  # Under jit: a rollout with a non-finite cost has no meaningful gradient
+  # (a cost written with jnp.where can have a finite one), so its row is NaN.
+  grads = _internal.poison_non_finite(grads, trajectory.costs)
   return (grads, trajectory) if return_trajectory else grads
 
 
