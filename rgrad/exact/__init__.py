@@ -26,6 +26,22 @@ pair, and one-dimensional quadrature over the logistic noise), sharing no
 code with :mod:`rgrad.estimators`, :mod:`rgrad.discrete` or
 :mod:`rgrad.distributions`.
 
+Reinforcement learning. For the linear-quadratic regulator
+:class:`rgrad.rl.LQR` under the Gaussian policy :math:`u_t = K x_t +
+\sigma\epsilon_t` the state stays Gaussian, so :func:`lqr_cost` gives the
+expected (optionally discounted) finite-horizon cost by propagating the
+state's mean and covariance through a ``lax.scan``, and
+:func:`lqr_policy_gradient` its exact gradient in :math:`(K, \log\sigma)`,
+hand-derived as the adjoint of the moment equations (a reverse scan, tested
+against ``jax.grad`` of :func:`lqr_cost` to 1e-10): the references of the
+policy-gradient estimators of :mod:`rgrad.rl`.
+:func:`lqr_infinite_horizon_cost` and :func:`lqr_infinite_horizon_gradient`
+are the discounted infinite-horizon closed forms of Fazel et al. (ICML 2018,
+Lemma 1) through discrete Lyapunov equations, extended with the process and
+exploration noise; the finite-horizon ones converge to them as :math:`T`
+grows (:mod:`rgrad.exact._lqr`). They use only the problem container and its
+checks from :mod:`rgrad.rl`, none of its rollouts or estimators.
+
 Gaussian. For :math:`X \sim N(\mu, \sigma^2)`, written
 :math:`X = \mu + \sigma\epsilon` with :math:`\epsilon \sim N(0, 1)`, and a
 smooth scalar cost :math:`f: \mathbb{R} \to \mathbb{R}`, this package
@@ -103,6 +119,10 @@ from rgrad.exact._discrete import bernoulli_expectation
 from rgrad.exact._discrete import one_hot_categorical_expectation
 from rgrad.exact._iwae import iwae_bound_expectation
 from rgrad.exact._iwae import vimco_moments
+from rgrad.exact._lqr import lqr_cost
+from rgrad.exact._lqr import lqr_infinite_horizon_cost
+from rgrad.exact._lqr import lqr_infinite_horizon_gradient
+from rgrad.exact._lqr import lqr_policy_gradient
 from rgrad.exact._quadrature import DEFAULT_NUM_POINTS
 from rgrad.exact._quadrature import LocScale
 from rgrad.exact._quadrature import Rule
@@ -134,6 +154,10 @@ __all__ = (
   "DEFAULT_CATEGORICAL_PANELS",
   "iwae_bound_expectation",
   "vimco_moments",
+  "lqr_cost",
+  "lqr_infinite_horizon_cost",
+  "lqr_infinite_horizon_gradient",
+  "lqr_policy_gradient",
   "concrete_moments",
   "rebar_moments",
   "relax_moments",

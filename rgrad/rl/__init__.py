@@ -37,6 +37,7 @@ without reward-to-go and plain BPTT would fit, as a trajectory
 ``horizon`` and ``num_rollouts`` static.
 """
 
+from rgrad.rl._bptt import lqr_bptt_gradients
 from rgrad.rl._environments import Environment
 from rgrad.rl._environments import RolloutNoise
 from rgrad.rl._environments import Trajectory
@@ -57,6 +58,8 @@ from rgrad.rl._policy_gradients import pathwise_policy_gradients
 from rgrad.rl._policy_gradients import score_function_policy_gradients
 from rgrad.rl._policy_gradients import value_baseline_loss
 from rgrad.rl._problems import LQR
+from rgrad.rl._problems import check_lqr
+from rgrad.rl._problems import check_policy
 from rgrad.rl._problems import closed_loop_spectral_radius
 from rgrad.rl._problems import example_lqr
 from rgrad.rl._returns import reward_to_go
@@ -78,6 +81,9 @@ __all__ = (
   "gymnax_environment",
   "linear_mean",
   "lqr_environment",
+  "check_lqr",
+  "check_policy",
+  "lqr_bptt_gradients",
   "lqr_rollout",
   "moving_average_policy_gradient",
   "pathwise_policy_gradients",
