@@ -26,6 +26,16 @@ pair, and one-dimensional quadrature over the logistic noise), sharing no
 code with :mod:`rgrad.estimators`, :mod:`rgrad.discrete` or
 :mod:`rgrad.distributions`.
 
+Logistic regression. :func:`logistic_expected_log_likelihood` gives
+:math:`E_q[\sum_i \log \sigma(t_i\, w^\top x_i)]` under a diagonal
+Gaussian :math:`q(w) = N(\mu, \operatorname{diag}(e^{2s}))` and its
+gradient in :math:`(\mu, s)`, by Gauss--Hermite quadrature over each data
+point's one-dimensional Gaussian projection :math:`w^\top x_i \sim
+N(\mu^\top x_i, \sum_j e^{2 s_j} x_{ij}^2)`, the gradient written out by
+hand (Price's theorem for the scales), :mod:`rgrad.exact._logistic`: the
+reference of the Bayesian logistic regression experiment
+(``experiments/logistic_regression``, Mohamed et al. 2020, Section 8.3).
+
 Gaussian. For :math:`X \sim N(\mu, \sigma^2)`, written
 :math:`X = \mu + \sigma\epsilon` with :math:`\epsilon \sim N(0, 1)`, and a
 smooth scalar cost :math:`f: \mathbb{R} \to \mathbb{R}`, this package
@@ -103,6 +113,8 @@ from rgrad.exact._discrete import bernoulli_expectation
 from rgrad.exact._discrete import one_hot_categorical_expectation
 from rgrad.exact._iwae import iwae_bound_expectation
 from rgrad.exact._iwae import vimco_moments
+from rgrad.exact._logistic import DEFAULT_LOGISTIC_NUM_POINTS
+from rgrad.exact._logistic import logistic_expected_log_likelihood
 from rgrad.exact._quadrature import DEFAULT_NUM_POINTS
 from rgrad.exact._quadrature import LocScale
 from rgrad.exact._quadrature import Rule
@@ -134,6 +146,8 @@ __all__ = (
   "DEFAULT_CATEGORICAL_PANELS",
   "iwae_bound_expectation",
   "vimco_moments",
+  "DEFAULT_LOGISTIC_NUM_POINTS",
+  "logistic_expected_log_likelihood",
   "concrete_moments",
   "rebar_moments",
   "relax_moments",
