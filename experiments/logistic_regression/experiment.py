@@ -114,7 +114,7 @@ def run(
       config.num_eval_samples,
       config.exact_num_points,
     )
-    return {k: float(v) for k, v in metrics.items()}
+    return {k: float(metrics[k]) for k in evaluation.EVALUATION_METRICS}
 
   variance, evaluation_rows, wall_times, final_params = {}, {}, {}, {}
   for name in names:

@@ -38,6 +38,7 @@ from absl import logging
 
 from experiments.common import checkpoints
 from experiments.common import config as config_lib
+from experiments.common import outputs
 from experiments.logistic_regression import gradients
 from experiments.logistic_regression import model
 
@@ -241,9 +242,9 @@ def train_estimator(
       wall_time += time.perf_counter() - start
       step += config.variance_every
       if step % config.checkpoint_every == 0 or step == config.num_steps:
-        checkpoints.save(
-          manager, step, state, {"rows": rows, "wall_time_s": wall_time}
-        )
+        # A copy: orbax writes asynchronously, after more rows are appended.
+        progress = {"rows": outputs.as_json(rows), "wall_time_s": wall_time}
+        checkpoints.save(manager, step, state, progress)
       if stop_after_step is not None and step >= stop_after_step:
         manager.wait_until_finished()
         raise Interrupted(f"stopped after step {step} (test hook)")

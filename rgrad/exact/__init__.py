@@ -34,7 +34,7 @@ point's one-dimensional Gaussian projection :math:`w^\top x_i \sim
 N(\mu^\top x_i, \sum_j e^{2 s_j} x_{ij}^2)`, the gradient written out by
 hand (Price's theorem for the scales), :mod:`rgrad.exact._logistic`: the
 reference of the Bayesian logistic regression experiment
-(``experiments/logistic_regression``, Mohamed et al. 2020, Section 8.3).
+(``experiments/logistic_regression``, Mohamed et al. 2020, Section 8).
 
 Gaussian. For :math:`X \sim N(\mu, \sigma^2)`, written
 :math:`X = \mu + \sigma\epsilon` with :math:`\epsilon \sim N(0, 1)`, and a

@@ -66,7 +66,7 @@ integrals.
 
 References:
   Mohamed et al., Monte Carlo Gradient Estimation in Machine Learning, JMLR
-  2020, https://arxiv.org/abs/1906.10652 (Section 8.3).
+  2020, https://arxiv.org/abs/1906.10652 (Section 8).
   Price, A useful theorem for nonlinear devices having Gaussian inputs,
   IRE Trans. Inf. Theory 4(2), 1958.
 """
