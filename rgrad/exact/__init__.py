@@ -42,6 +42,16 @@ exploration noise; the finite-horizon ones converge to them as :math:`T`
 grows (:mod:`rgrad.exact._lqr`). They use only the problem container and its
 checks from :mod:`rgrad.rl`, none of its rollouts or estimators.
 
+Logistic regression. :func:`logistic_expected_log_likelihood` gives
+:math:`E_q[\sum_i \log \sigma(t_i\, w^\top x_i)]` under a diagonal
+Gaussian :math:`q(w) = N(\mu, \operatorname{diag}(e^{2s}))` and its
+gradient in :math:`(\mu, s)`, by Gauss--Hermite quadrature over each data
+point's one-dimensional Gaussian projection :math:`w^\top x_i \sim
+N(\mu^\top x_i, \sum_j e^{2 s_j} x_{ij}^2)`, the gradient written out by
+hand (Price's theorem for the scales), :mod:`rgrad.exact._logistic`: the
+reference of the Bayesian logistic regression experiment
+(``experiments/logistic_regression``, Mohamed et al. 2020, Section 8).
+
 Gaussian. For :math:`X \sim N(\mu, \sigma^2)`, written
 :math:`X = \mu + \sigma\epsilon` with :math:`\epsilon \sim N(0, 1)`, and a
 smooth scalar cost :math:`f: \mathbb{R} \to \mathbb{R}`, this package
@@ -123,6 +133,8 @@ from rgrad.exact._lqr import lqr_cost
 from rgrad.exact._lqr import lqr_infinite_horizon_cost
 from rgrad.exact._lqr import lqr_infinite_horizon_gradient
 from rgrad.exact._lqr import lqr_policy_gradient
+from rgrad.exact._logistic import DEFAULT_LOGISTIC_NUM_POINTS
+from rgrad.exact._logistic import logistic_expected_log_likelihood
 from rgrad.exact._quadrature import DEFAULT_NUM_POINTS
 from rgrad.exact._quadrature import LocScale
 from rgrad.exact._quadrature import Rule
@@ -158,6 +170,8 @@ __all__ = (
   "lqr_infinite_horizon_cost",
   "lqr_infinite_horizon_gradient",
   "lqr_policy_gradient",
+  "DEFAULT_LOGISTIC_NUM_POINTS",
+  "logistic_expected_log_likelihood",
   "concrete_moments",
   "rebar_moments",
   "relax_moments",
