@@ -129,12 +129,12 @@ from rgrad.exact._discrete import bernoulli_expectation
 from rgrad.exact._discrete import one_hot_categorical_expectation
 from rgrad.exact._iwae import iwae_bound_expectation
 from rgrad.exact._iwae import vimco_moments
+from rgrad.exact._logistic import DEFAULT_LOGISTIC_NUM_POINTS
+from rgrad.exact._logistic import logistic_expected_log_likelihood
 from rgrad.exact._lqr import lqr_cost
 from rgrad.exact._lqr import lqr_infinite_horizon_cost
 from rgrad.exact._lqr import lqr_infinite_horizon_gradient
 from rgrad.exact._lqr import lqr_policy_gradient
-from rgrad.exact._logistic import DEFAULT_LOGISTIC_NUM_POINTS
-from rgrad.exact._logistic import logistic_expected_log_likelihood
 from rgrad.exact._quadrature import DEFAULT_NUM_POINTS
 from rgrad.exact._quadrature import LocScale
 from rgrad.exact._quadrature import Rule
