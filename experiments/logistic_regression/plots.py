@@ -59,6 +59,16 @@ def _title(results):
   )
 
 
+def _finish(fig, axes, results, path) -> str | None:
+  """The step-axis figures' common tail: legend, log grid, title, save."""
+  axes[0].legend(fontsize=8)
+  for ax in axes:
+    ax.grid(alpha=0.3, which="both")
+  fig.suptitle(_title(results))
+  fig.tight_layout()
+  return plotting.save(fig, path)
+
+
 def plot_paper_figure(results: dict[str, Any], path: str) -> str | None:
   plt = plotting.pyplot()
   fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
@@ -89,12 +99,7 @@ def plot_paper_figure(results: dict[str, Any], path: str) -> str | None:
     title="gradient variance: mean parameters",
   )
   axes[2].set(xlabel="step", title="gradient variance: log-scale parameters")
-  axes[0].legend(fontsize=8)
-  for ax in axes:
-    ax.grid(alpha=0.3, which="both")
-  fig.suptitle(_title(results))
-  fig.tight_layout()
-  return plotting.save(fig, path)
+  return _finish(fig, axes, results, path)
 
 
 def plot_work_normalized(results: dict[str, Any], path: str) -> str | None:
@@ -119,12 +124,7 @@ def plot_work_normalized(results: dict[str, Any], path: str) -> str | None:
     title="work-normalized variance: mean parameters",
   )
   axes[1].set(xlabel="step", title="work-normalized variance: log-scales")
-  axes[0].legend(fontsize=8)
-  for ax in axes:
-    ax.grid(alpha=0.3, which="both")
-  fig.suptitle(_title(results))
-  fig.tight_layout()
-  return plotting.save(fig, path)
+  return _finish(fig, axes, results, path)
 
 
 def plot_test_metrics(results: dict[str, Any], path: str) -> str | None:
