@@ -21,6 +21,7 @@ from experiments.discrete_vae import gradients as dvae_gradients
 from experiments.discrete_vae import model as dvae_model
 from experiments.discrete_vae import train as dvae_train
 from tests import vae_checks
+from tests import workdirs
 
 # The smoke run trains rebar, whose state has the most to checkpoint (a
 # learned control and its Adam state besides the parameters). Each estimator
@@ -37,7 +38,7 @@ def _tiny_config(**overrides):
   return config
 
 
-_tempdir, _leaves = vae_checks.tempdir, vae_checks.leaves
+_tempdir, _leaves = workdirs.tempdir, workdirs.leaves
 
 
 class DiscreteVaeRunTest(vae_checks.RunChecks, parameterized.TestCase):

@@ -19,6 +19,7 @@ from experiments.logistic_regression import gradients
 from experiments.logistic_regression import model
 from rgrad import exact
 from rgrad import testing
+from tests import workdirs
 
 
 def _tiny_config(**overrides):
@@ -37,12 +38,6 @@ def _tiny_config(**overrides):
   config.plot = False
   config.update(overrides)
   return config
-
-
-def _tempdir(testcase):
-  path = tempfile.mkdtemp()
-  testcase.addCleanup(shutil.rmtree, path, ignore_errors=True)
-  return path
 
 
 class RunTest(absltest.TestCase):
@@ -85,7 +80,7 @@ class RunTest(absltest.TestCase):
       )
 
   def test_deterministic(self):
-    again = lr.run(self.config, _tempdir(self))
+    again = lr.run(self.config, workdirs.tempdir(self))
     for name in self.result["params"]:
       for a, b in zip(
         jax.tree.leaves(again["params"][name]),
@@ -95,7 +90,7 @@ class RunTest(absltest.TestCase):
         np.testing.assert_array_equal(a, b)
 
   def test_resume_is_bitwise_identical(self):
-    workdir = _tempdir(self)
+    workdir = workdirs.tempdir(self)
     config = _tiny_config(estimators="score_function_cv_online")
     self.assertIsNone(lr.run(config, workdir, stop_after_step=6)["results"])
     resumed = lr.run(config, workdir)
@@ -135,7 +130,7 @@ class BadConfigTest(parameterized.TestCase):
     ("batch", {"batch_size": 1000}, "exceeds"),
   )
   def test_fails_before_training(self, overrides, message):
-    workdir = os.path.join(_tempdir(self), "run")
+    workdir = os.path.join(workdirs.tempdir(self), "run")
     with self.assertRaisesRegex(config_lib.ConfigError, message):
       lr.run(_tiny_config(**overrides), workdir)
     self.assertFalse(os.path.exists(workdir))

@@ -18,6 +18,7 @@ from experiments.common import config as config_lib
 from experiments.common import outputs
 from experiments.configs import policy_gradient as pg_config
 from experiments.policy_gradient import cartpole
+from tests import workdirs
 
 
 def _tiny_config(**overrides):
@@ -33,21 +34,6 @@ def _tiny_config(**overrides):
   config.num_variance_envs = 4
   config.update(overrides)
   return config
-
-
-def _tempdir(testcase):
-  # tempfile rather than create_tempdir: absl flags are unparsed under pytest.
-  path = tempfile.mkdtemp()
-  testcase.addCleanup(shutil.rmtree, path, ignore_errors=True)
-  return path
-
-
-def _leaves(tree):
-  return [np.asarray(x) for x in jax.tree.leaves(tree)]
-
-
-def _drop_time(rows):
-  return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
 
 
 class PolicyGradientRunTest(absltest.TestCase):
@@ -135,7 +121,7 @@ class PolicyGradientRunTest(absltest.TestCase):
         self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", msg=png)
 
   def test_resume_after_kill_is_bitwise_identical(self):
-    workdir = _tempdir(self)
+    workdir = workdirs.tempdir(self)
     # "Kill" after step 3: the checkpoint of step 2 survives, step 3 is lost.
     killed = policy_gradient.run(self.config, workdir, stop_after_step=3)
     self.assertIsNone(killed["results"])
@@ -149,12 +135,14 @@ class PolicyGradientRunTest(absltest.TestCase):
     self.assertEqual(step.call_count, 3)
     self.assertEqual(cartpole.train_step._cache_size(), compiled)
     for a, b in zip(
-      _leaves(resumed["state"]), _leaves(self.result["state"]), strict=True
+      workdirs.leaves(resumed["state"]),
+      workdirs.leaves(self.result["state"]),
+      strict=True,
     ):
       np.testing.assert_array_equal(a, b)
     self.assertEqual(
-      _drop_time(resumed["results"]["history"]),
-      _drop_time(self.result["results"]["history"]),
+      workdirs.drop_time(resumed["results"]["history"]),
+      workdirs.drop_time(self.result["results"]["history"]),
     )
 
   def test_refuses_to_resume_under_another_config(self):
@@ -190,7 +178,7 @@ class BadConfigTest(parameterized.TestCase):
     with config.unlocked():
       for field, value in overrides.items():
         config[field] = value
-    workdir = os.path.join(_tempdir(self), "out")
+    workdir = os.path.join(workdirs.tempdir(self), "out")
     with mock.patch.object(cartpole, "train_step") as step:
       with self.assertRaisesRegex(config_lib.ConfigError, message):
         policy_gradient.run(config, workdir)
@@ -221,7 +209,7 @@ class EstimatorTest(absltest.TestCase):
         hyper, state.policy_params, episodes, -values
       )
 
-    for leaf in _leaves(differences(jax.random.key(3))):
+    for leaf in workdirs.leaves(differences(jax.random.key(3))):
       leaf = leaf.reshape(leaf.shape[0], -1)
       mean = leaf.mean(axis=0)
       se = leaf.std(axis=0, ddof=1) / np.sqrt(leaf.shape[0])

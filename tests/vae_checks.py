@@ -12,10 +12,12 @@ import shutil
 import tempfile
 from unittest import mock
 
-import jax
 import numpy as np
 
 from experiments.common import config as config_lib
+from tests.workdirs import drop_time
+from tests.workdirs import leaves
+from tests.workdirs import tempdir
 
 
 def tiny_config(config, **overrides):
@@ -30,21 +32,6 @@ def tiny_config(config, **overrides):
   config.num_display = 3
   config.update(overrides)
   return config
-
-
-def tempdir(testcase):
-  # tempfile rather than create_tempdir: absl flags are unparsed under pytest.
-  path = tempfile.mkdtemp()
-  testcase.addCleanup(shutil.rmtree, path, ignore_errors=True)
-  return path
-
-
-def leaves(params):
-  return [np.asarray(x) for x in jax.tree.leaves(params)]
-
-
-def drop_time(rows):
-  return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
 
 
 def assert_fails_before_training(testcase, experiment, train_lib, config, msg):

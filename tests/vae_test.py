@@ -19,6 +19,7 @@ from experiments.configs import vae as vae_config
 from experiments.vae import gradients as vae_gradients
 from experiments.vae import train as vae_train
 from tests import vae_checks
+from tests import workdirs
 
 
 def _tiny_config(**overrides):
@@ -28,7 +29,7 @@ def _tiny_config(**overrides):
   return config
 
 
-_leaves = vae_checks.leaves
+_leaves = workdirs.leaves
 
 
 @pytest.mark.slow
