@@ -2,7 +2,9 @@
 
 Two radii (0.9 and 1.1) and horizons (1, 3), every estimator, 512 rollouts:
 the run writes results.json (valid against the schema), results.csv and
-lqr_variance.png; a second run with the same seed gives the same numbers;
+lqr_variance.png; a second run with the same seed gives the same numbers,
+and so does a run killed part-way and restarted (finished cells are read
+back);
 the exact means are recomputable from the problem block alone; every |z| is
 below 5 (with 15 x 3 coordinates, a correct estimator exceeds it with
 probability < 3e-5).
@@ -97,6 +99,19 @@ class LQRExperimentTest(absltest.TestCase):
   def test_deterministic(self):
     again = lqr.run(_tiny(), tempfile.mkdtemp())
     self.assertEqual(again["records"], self.results["records"])
+
+  def test_resume(self):
+    # Killed after 5 of the 16 cells, restarted with the same flags: only
+    # the other 11 are measured, and the records are the uninterrupted
+    # run's, bit for bit.
+    workdir = tempfile.mkdtemp()
+    self.assertIsNone(lqr.run(_tiny(), workdir, stop_after_cells=5))
+    self.assertLen(os.listdir(os.path.join(workdir, "cells")), 5)
+    resumed = lqr.run(_tiny(), workdir)
+    self.assertEqual(resumed["records"], self.results["records"])
+    self.assertLen(os.listdir(os.path.join(workdir, "cells")), 16)
+    with self.assertRaisesRegex(config_lib.ConfigError, "seed"):
+      lqr.run(_tiny(seed=1), workdir)
 
   def test_bad_config(self):
     with self.assertRaisesRegex(config_lib.ConfigError, "batch_size"):

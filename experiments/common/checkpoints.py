@@ -9,10 +9,19 @@ two kept. Training draws its randomness from ``fold_in(train_key, step)``
 with no hidden state, so a run resumed from a checkpoint retraces the
 uninterrupted run bit for bit (:mod:`experiments.common.training`).
 ``<workdir>/config.json`` records the config the checkpoints belong to.
+
+The measurement experiments (``experiments.lqr``, the Pendulum part of
+``experiments.policy_gradient``) have no training state: each of their cells
+(one estimator's moments at one setting) is a deterministic function of the
+config and the seed, so :func:`cached_cell` keeps every finished cell as JSON
+in ``<workdir>/cells/`` and a restarted run reads those back instead of
+measuring them again; its results equal the uninterrupted run's (JSON
+round-trips floats exactly).
 """
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
@@ -98,3 +107,33 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
       )
   outputs.make_workdir(workdir)
   outputs.write_json(path, current)
+
+
+def cached_cell(
+  workdir: str, cell: str, compute: Callable[[], Any]
+) -> tuple[Any, bool]:
+  """The JSON value of `cell`: read back if a run already measured it.
+
+  Call :func:`record_config` first, so that the cells belong to this config.
+  Every process computes a missing cell (the moments engine needs all of
+  them); only the writer process writes it.
+
+  Args:
+    workdir: the run's directory.
+    cell: the cell's name, a valid file name (e.g. ``"bptt_T=20_r=0.95"``).
+    compute: ``() ->`` the cell's value, JSON-serialisable.
+
+  Returns:
+    ``(value, resumed)``: `resumed` is True when the value was read back.
+  """
+  path = os.path.join(workdir, "cells", f"{cell}.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f), True
+  value = compute()
+  if outputs.is_writer():
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # Written whole then renamed: a run killed mid-write leaves no half cell.
+    outputs.write_json(path + ".tmp", value)
+    os.replace(path + ".tmp", path)
+  return value, False

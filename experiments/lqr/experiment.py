@@ -3,8 +3,14 @@
 Randomness: ``jax.random.key(config.seed)`` folded with the radius's and
 the horizon's indices gives one key per (radius, T), shared by every
 estimator (common random numbers; each consumes it once).
+
+Resuming: each finished (estimator, T, radius) cell is kept in
+``<workdir>/cells/`` (:func:`experiments.common.checkpoints.cached_cell`);
+a run killed part-way and restarted with the same flags measures only the
+missing cells and writes the results of the uninterrupted run.
 """
 
+import functools
 import time
 from typing import Any
 
@@ -13,12 +19,12 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
+from experiments.common import checkpoints
 from experiments.common import config as config_lib
 from experiments.common import outputs as common_outputs
 from experiments.configs import lqr as lqr_config
 from experiments.lqr import estimators
 from experiments.lqr import outputs
-from rgrad import diagnostics
 from rgrad import exact
 from rgrad import rl
 
@@ -72,28 +78,32 @@ def _problem(config, rho):
   )
 
 
-def _moments(name, horizon, problem, params, key, parsed):
-  per = estimators.rows_per_unit(name, parsed["batch_size"])
-  m = diagnostics.moments(
-    estimators.Chunk(name, horizon, per),
-    key,
-    parsed["num_samples"] // per,
-    (problem, params),
-    chunk_size=parsed["chunk_size"] // per,
-    higher_moments=True,
-  )
-  return diagnostics.per_row(m, per) if per > 1 else m
+def _cell(name, horizon, rho, problem, params, key, exact_grad, parsed):
+  """The records of one (estimator, T, radius) and its seconds."""
+  t0 = time.perf_counter()
+  m = estimators.moments(name, horizon, problem, params, key, parsed)
+  rows = outputs.records(name, horizon, rho, m, exact_grad)
+  return {"records": rows, "seconds": time.perf_counter() - t0}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def run(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  stop_after_cells: int | None = None,
+) -> dict[str, Any] | None:
   """Runs the experiment and writes its outputs to `workdir`.
 
   Args:
     config: see `experiments/configs/lqr.py`.
-    workdir: output directory, created if needed.
+    workdir: output directory, created if needed; cells measured there by
+      a run with the same config are read back.
+    stop_after_cells: test hook: abandon the run after this many newly
+      measured cells, as if it were killed (no outputs are written).
 
   Returns:
-    The contents of ``results.json`` (:data:`outputs.SCHEMA`).
+    The contents of ``results.json`` (:data:`outputs.SCHEMA`); None when
+    stopped by the test hook.
 
   Raises:
     experiments.common.config.ConfigError: a bad config, before any work.
@@ -101,11 +111,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   parsed = validate_config(config)
   # Float64: at radius 1.2 and T = 200 the variances reach ~1e100.
   jax.config.update("jax_enable_x64", True)
-  common_outputs.make_workdir(workdir)
+  checkpoints.record_config(config, workdir)
   start = time.perf_counter()
   key = jax.random.key(config.seed)
   problems = {rho: _problem(config, rho) for rho in parsed["spectral_radii"]}
-  records, timings = [], {}
+  records, timings, measured = [], {}, 0
   # Horizon outermost, radius innermost: each (estimator, T) compiles once
   # and its program is reused for every radius (the problem is traced).
   for j, horizon in enumerate(parsed["horizons"]):
@@ -114,13 +124,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       for rho in parsed["spectral_radii"]
     }
     for name in parsed["estimators"]:
-      t0 = time.perf_counter()
+      timings[f"{name}/T={horizon}"] = 0.0
       for i, rho in enumerate(parsed["spectral_radii"]):
         problem, params = problems[rho]
         k = jax.random.fold_in(jax.random.fold_in(key, i), j)
-        m = _moments(name, horizon, problem, params, k, parsed)
-        records.extend(outputs.records(name, horizon, rho, m, exacts[rho]))
-      timings[f"{name}/T={horizon}"] = time.perf_counter() - t0
+        cell, resumed = checkpoints.cached_cell(
+          workdir,
+          f"{name}_T={horizon}_r={rho}",
+          functools.partial(
+            _cell, name, horizon, rho, problem, params, k, exacts[rho], parsed
+          ),
+        )
+        records.extend(cell["records"])
+        # Seconds of the run that measured the cell (compile included).
+        timings[f"{name}/T={horizon}"] += cell["seconds"]
+        measured += not resumed
+        if stop_after_cells is not None and measured >= stop_after_cells:
+          logging.info("stopped by the test hook after %d cells", measured)
+          return None
       logging.info(
         "[%s] T=%d: %.1fs", name, horizon, timings[f"{name}/T={horizon}"]
       )
