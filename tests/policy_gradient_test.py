@@ -157,7 +157,7 @@ class PolicyGradientRunTest(absltest.TestCase):
 
 class BadConfigTest(parameterized.TestCase):
   @parameterized.named_parameters(
-    ("env", {"env": "Pendulum-v1"}, "Unknown environment 'Pendulum-v1'"),
+    ("env", {"env": "Acrobot-v1"}, "Unknown environment 'Acrobot-v1'"),
     ("num_envs", {"num_envs": 0}, r"config.num_envs must be >= 1, got 0"),
     ("horizon", {"horizon": 501}, r"config.horizon \(501\) exceeds"),
     ("discount", {"discount": 1.5}, r"config.discount must be in \[0, 1\]"),

@@ -10,11 +10,19 @@ with overrides:
   python -m experiments.policy_gradient --config.num_envs=512 \
     --config.num_steps=100 --config.seed=1 --workdir=/tmp/rgrad/pg_512
 
-``get_config(env)`` takes the environment's preset name after a colon
-(``--config=experiments/configs/policy_gradient.py:cartpole``); a preset per
-environment module of ``experiments.policy_gradient`` (``config.env`` picks
-the module). A run killed mid-way and restarted with the same flags resumes
-from its last checkpoint and ends with bitwise the same parameters.
+``get_config(env)`` takes the environment's preset name after a colon; a
+preset per environment module of ``experiments.policy_gradient``
+(``config.env`` picks the module). Pendulum-v1, the variance of BPTT
+through gymnax's dynamics against the score function and total propagation
+as the horizon grows (a few CPU-minutes)::
+
+  python -m experiments.policy_gradient \
+    --config=experiments/configs/policy_gradient.py:pendulum \
+    --workdir=/tmp/rgrad/pendulum
+
+A run killed mid-way and restarted with the same flags resumes from its last
+checkpoint (CartPole) or its finished cells (Pendulum) and ends with bitwise
+the same parameters and results.
 
 References:
   Williams, Simple statistical gradient-following algorithms for
@@ -67,7 +75,45 @@ def _cartpole() -> ml_collections.ConfigDict:
   return config
 
 
-_PRESETS = {"cartpole": _cartpole}
+def _pendulum() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.env = "Pendulum-v1"  # gymnax name; selects the module.
+  config.seed = 0
+  # Comma-separated, from experiments.policy_gradient.pendulum.ESTIMATORS:
+  # REINFORCE with reward-to-go (no baseline; leave-one-out), BPTT by
+  # jax.grad through gymnax's step, total propagation (cross-fitted
+  # weights: exactly unbiased; the batch's own weights: PIPPS's original),
+  # with leave-one-out in its score part.
+  config.estimators = (
+    "score_function,leave_one_out,bptt,total_propagation,"
+    "total_propagation_batch"
+  )
+  config.horizons = (1, 2, 5, 10, 20, 50, 100, 200)  # <= 200, one episode.
+  # Fixed Gaussian policies u = w . (cos th, sin th, th_dot) + b + sigma eps,
+  # as (w_cos, w_sin, w_dot, b): no feedback (the pendulum driven by the
+  # exploration noise alone), damping (u = -th_dot: it settles hanging
+  # down), and energy pumping (u = +0.5 th_dot: it swings over the unstable
+  # top, where nearby trajectories separate geometrically).
+  config.policies = ml_collections.ConfigDict(
+    {
+      "passive": (0.0, 0.0, 0.0, 0.0),
+      "damping": (0.0, 0.0, -1.0, 0.0),
+      "pumping": (0.0, 0.0, 0.5, 0.0),
+    }
+  )
+  config.sigma = 1.0
+  # Rollouts per (estimator, policy, T), streamed in chunks; leave-one-out
+  # and total propagation run in independent batches of `batch_size`
+  # rollouts (their effective per-rollout variance is reported).
+  config.num_samples = 8192
+  config.chunk_size = 1024
+  config.batch_size = 64
+  # Write pendulum_variance.png (matplotlib).
+  config.plot = True
+  return config
+
+
+_PRESETS = {"cartpole": _cartpole, "pendulum": _pendulum}
 
 
 def get_config(preset: str = "cartpole") -> ml_collections.ConfigDict:

@@ -13,7 +13,7 @@ from experiments.common import policy_moments
 from rgrad import rl
 
 # Estimators whose rows share their batch (one group per batch).
-BATCHED = ("leave_one_out", "total_propagation")
+BATCHED = ("leave_one_out", "total_propagation", "total_propagation_batch")
 
 
 def gradients(name, args, key, horizon, num_rollouts) -> Any:
@@ -30,14 +30,14 @@ def gradients(name, args, key, horizon, num_rollouts) -> Any:
   if name == "bptt":
     noise = rl.sample_lqr_noise(problem, key, horizon, num_rollouts)
     return rl.lqr_bptt_gradients(problem, params, noise)
-  if name == "total_propagation":
+  if name in ("total_propagation", "total_propagation_batch"):
     return rl.total_propagation_policy_gradients(
       problem,
       params,
       key,
       horizon,
       num_rollouts,
-      weights="cross_fit",
+      weights="batch" if name.endswith("_batch") else "cross_fit",
       baseline="leave_one_out",
     )
   raise ValueError(f"unknown estimator {name!r}")

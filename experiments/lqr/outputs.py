@@ -54,7 +54,10 @@ _COLORS = {
   "leave_one_out": "tab:purple",
   "bptt": "tab:blue",
   "total_propagation": "tab:green",
+  "total_propagation_batch": "tab:olive",
 }
+# Not exactly unbiased (weights from the estimate's own batch: O(1/N)).
+BIASED = ("total_propagation_batch",)
 
 
 def _coordinates(tree) -> list[tuple[str, np.ndarray]]:
@@ -151,11 +154,14 @@ def checks(results) -> dict[str, Any]:
     a first version asked for a fixed 10x, which :math:`\rho = 1.05` misses
     at 8.2x against the covariance's 2.7x), and at most quadratically in T
     for every radius below 1.
-  * ``total_propagation_near_better``: at every (radius, T), total
-    propagation's variance is at most twice the smaller of leave-one-out's
-    and BPTT's (the two it combines).
-  * ``all_unbiased``: every |z| below 5 (not a test at a stated power; see
-    tests/rl_unbiased_test.py for those).
+  * ``total_propagation_near_better`` (cross-fitted weights) and
+    ``total_propagation_batch_near_better`` (the batch's own weights): at
+    every (radius, T), its variance is at most twice the smaller of
+    leave-one-out's and BPTT's (the two it combines).
+  * ``all_unbiased``: every |z| of the exactly unbiased estimators below 5
+    (not a test at a stated power; see tests/rl_unbiased_test.py for
+    those); the batch-weighted total propagation's largest |z| is recorded
+    beside it (its O(1/N) bias may show).
   """
   look = _lookup(results)
   horizons, radii = results["horizons"], results["spectral_radii"]
@@ -204,28 +210,38 @@ def checks(results) -> dict[str, Any]:
     "values": {"growth_per_10_steps": per10, "last_ratio": growth},
   }
 
-  if {"total_propagation", "leave_one_out", "bptt"} <= set(names):
-    ratio = {
-      f"{rho}/T={t}": var("total_propagation", t, rho)
-      / min(var("leave_one_out", t, rho), var("bptt", t, rho))
-      for rho in radii
-      for t in horizons
+  for tp in ("total_propagation", "total_propagation_batch"):
+    if {tp, "leave_one_out", "bptt"} <= set(names):
+      ratio = {
+        f"{rho}/T={t}": var(tp, t, rho)
+        / min(var("leave_one_out", t, rho), var("bptt", t, rho))
+        for rho in radii
+        for t in horizons
+      }
+      holds, worst = all(x <= 2 for x in ratio.values()), max(ratio.values())
+    else:
+      ratio, holds, worst = {}, None, None
+    out[f"{tp}_near_better"] = {
+      "expected": f"{tp} variance <= 2 x min(leave-one-out, BPTT)",
+      "holds": holds,
+      "values": {"worst_ratio": worst, "ratio": ratio},
     }
-    holds = all(x <= 2 for x in ratio.values())
-    worst = max(ratio.values())
-  else:
-    ratio, holds, worst = {}, None, None
-  out["total_propagation_near_better"] = {
-    "expected": "total propagation variance <= 2 x min(leave-one-out, BPTT)",
-    "holds": holds,
-    "values": {"worst_ratio": worst, "ratio": ratio},
-  }
 
-  zmax = max(s["max_abs_z"] for s in results["summary"])
+  unbiased = [s for s in results["summary"] if s["estimator"] not in BIASED]
+  zmax = max(s["max_abs_z"] for s in unbiased)
   out["all_unbiased"] = {
-    "expected": "every |z| < 5",
+    "expected": "every |z| < 5 (the exactly unbiased estimators)",
     "holds": bool(zmax < 5),
-    "values": {"max_abs_z": zmax},
+    "values": {
+      "max_abs_z": zmax,
+      "max_abs_z_biased": {
+        n: max(
+          s["max_abs_z"] for s in results["summary"] if s["estimator"] == n
+        )
+        for n in BIASED
+        if n in names
+      },
+    },
   }
   if "score_function" in names and "bptt" in names:
     out["bptt_below_score_function"] = {
