@@ -59,6 +59,28 @@ def as_environment(environment: Any) -> _env.Environment:
   return environment
 
 
+def checked_args(
+  environment, mean_fn, params, key, horizon, num_rollouts, name
+):
+  """Every estimator's argument checks: ``(environment, horizon, N)``."""
+  environment = as_environment(environment)
+  horizon, num_rollouts = _env.check_rollout_args(
+    environment, mean_fn, params, key, horizon, num_rollouts, name
+  )
+  return environment, horizon, num_rollouts
+
+
+def policy_noise(environment, params, key, horizon, num_rollouts):
+  """The rollouts' noise, in the dtype of the policy's parameters."""
+  return _env.sample_rollout_noise(
+    key,
+    horizon,
+    num_rollouts,
+    environment.action_dim,
+    params["log_sigma"].dtype,
+  )
+
+
 # ---------------------------------------------------------------------------
 # Baselines.
 # ---------------------------------------------------------------------------
@@ -229,13 +251,7 @@ def likelihood_ratio_terms(eps, log_sigma, adv):
 def _score_function(
   environment, params, key, horizon, num_rollouts, mean_fn, baseline
 ):
-  noise = _env.sample_rollout_noise(
-    key,
-    horizon,
-    num_rollouts,
-    environment.action_dim,
-    params["log_sigma"].dtype,
-  )
+  noise = policy_noise(environment, params, key, horizon, num_rollouts)
   del key
   trajectory = _env.rollout(environment, mean_fn, params, noise)
   adv = advantages(trajectory, baseline)
@@ -292,8 +308,7 @@ def score_function_policy_gradients(
     ValueError, TypeError: bad arguments (named in the message).
   """
   name = "score_function_policy_gradients"
-  environment = as_environment(environment)
-  horizon, num_rollouts = _env.check_rollout_args(
+  environment, horizon, num_rollouts = checked_args(
     environment, mean_fn, params, key, horizon, num_rollouts, name
   )
   spec = check_baseline(
@@ -334,17 +349,10 @@ def pathwise_policy_gradients(
     i.i.d.; with `return_trajectory`, ``(grads, trajectory)``.
   """
   name = "pathwise_policy_gradients"
-  environment = as_environment(environment)
-  horizon, num_rollouts = _env.check_rollout_args(
+  environment, horizon, num_rollouts = checked_args(
     environment, mean_fn, params, key, horizon, num_rollouts, name
   )
-  noise = _env.sample_rollout_noise(
-    key,
-    horizon,
-    num_rollouts,
-    environment.action_dim,
-    params["log_sigma"].dtype,
-  )
+  noise = policy_noise(environment, params, key, horizon, num_rollouts)
   del key
 
   def total_cost(p, reset_key, step_keys, eps):
@@ -427,8 +435,7 @@ def moving_average_policy_gradient(
     *,
     mean_fn=_env.linear_mean,
   ):
-    environment = as_environment(environment)
-    horizon, num_rollouts = _env.check_rollout_args(
+    environment, horizon, num_rollouts = checked_args(
       environment,
       mean_fn,
       params,

@@ -260,8 +260,7 @@ def total_propagation_policy_gradients(
     ValueError, TypeError: bad arguments (named in the message).
   """
   name = "total_propagation_policy_gradients"
-  environment = _pg.as_environment(environment)
-  horizon, num_rollouts = _env.check_rollout_args(
+  environment, horizon, num_rollouts = _pg.checked_args(
     environment, mean_fn, params, key, horizon, num_rollouts, name
   )
   spec = _pg.check_baseline(
@@ -275,9 +274,7 @@ def total_propagation_policy_gradients(
   )
   m = environment.action_dim
   weights = _check_weights(weights, horizon, num_rollouts, m, name)
-  noise = _env.sample_rollout_noise(
-    key, horizon, num_rollouts, m, params["log_sigma"].dtype
-  )
+  noise = _pg.policy_noise(environment, params, key, horizon, num_rollouts)
   del key
   trajectory = jax.lax.stop_gradient(
     _env.rollout(environment, mean_fn, params, noise)
