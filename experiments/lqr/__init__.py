@@ -14,8 +14,9 @@ moment equations (:func:`rgrad.exact.lqr_policy_gradient`)::
 The estimators (:mod:`.estimators`): REINFORCE with reward-to-go
 (``score_function``), with the leave-one-out baseline (``leave_one_out``),
 hand BPTT (``bptt``, :func:`rgrad.rl.lqr_bptt_gradients`) and total
-propagation with cross-fitted inverse-variance weights and the
-leave-one-out baseline (``total_propagation``, Parmas et al. 2018). The
+propagation with the leave-one-out baseline and cross-fitted
+inverse-variance weights (``total_propagation``, exactly unbiased) or its
+batch's own weights (``total_propagation_batch``, Parmas et al. 2018). The
 main figure, ``lqr_variance.png``, is the log of the variance's trace over
 K against T, a panel per radius, with the squared exact gradient dashed;
 :func:`.outputs.checks` records the expected trade-off as booleans.

@@ -340,7 +340,9 @@ def plot(workdir, results) -> str | None:
       )
     first = results["estimators"][0]
     sq = [look[(first, policy, t)]["reference_sq"] for t in horizons]
-    ax.plot(horizons, np.log10(sq), "k--", label="|grad|^2 (best estimate)")
+    ax.plot(
+      horizons, np.log10(sq), "k--", label="|grad|^2 (reference estimator)"
+    )
     w = ", ".join(f"{x:g}" for x in results["policies"][policy])
     ax.set_title(f"{policy}: (w, b) = ({w})", fontsize=9)
     ax.set_xscale("log")

@@ -51,6 +51,20 @@ estimate is exactly unbiased. It costs two backward passes; the rows of one
 call are dependent across halves (one group: the batch), so estimate
 standard errors from independent calls (batch means).
 
+**Which weights.** Cross-fitting buys exact unbiasedness with robustness.
+Where the pathwise terms are heavy-tailed (dynamics that pass near an
+unstable equilibrium: a rare rollout carries a huge Jacobian product), a
+half without such a rollout estimates a small pathwise variance, hence a
+large pathwise weight, which then multiplies the other half's outlier; the
+batch's own weights instead see the outlier and down-weight it. On gymnax's
+Pendulum-v1 at T = 200 that is the difference between 10^4 times and under
+10 times the better estimator's variance
+(``experiments.policy_gradient.pendulum``); on the LQR, with no heavy
+tails, the two agree, and the batch weights' O(1/N) bias is measurable
+(``experiments.lqr``). Both need halves large enough for the variances:
+with halves of 8 rollouts the weights' noise alone costs several times the
+variance.
+
 References:
   Parmas, Rasmussen, Peters, Doya. PIPPS: Flexible Model-Based Policy Search
   Robust to the Curse of Chaos. ICML 2018,
