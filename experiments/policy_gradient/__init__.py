@@ -23,10 +23,18 @@ The package reads top to bottom like the experiment:
 * :mod:`~experiments.policy_gradient.outputs` (results.json with its schema,
   results.csv) and :mod:`~experiments.policy_gradient.plots`;
 * :mod:`~experiments.policy_gradient.experiment`: :func:`run`, which picks
-  the module by ``config.env`` (:data:`ENVS`); ``__main__`` is the command
-  line. Another environment (Pendulum-v1: pathwise gradients through the
-  dynamics against the score function) is a sibling module registered in
-  :data:`ENVS` with a preset in the config file.
+  the environment's part by ``config.env`` (:data:`ENVS`); ``__main__`` is
+  the command line.
+
+Pendulum-v1 (:mod:`~experiments.policy_gradient.pendulum`, results and
+figure in :mod:`~experiments.policy_gradient.pendulum_outputs`): the
+variance of BPTT through gymnax's own ``step`` against the score function
+and total propagation as the horizon grows, at fixed policies, resumable
+cell by cell::
+
+  python -m experiments.policy_gradient \
+    --config=experiments/configs/policy_gradient.py:pendulum \
+    --workdir=/tmp/rgrad/pendulum
 
 References:
   Williams, Machine Learning 1992; Sutton and Barto, 2018, Section 13.4.
