@@ -15,8 +15,10 @@ from absl.testing import parameterized
 from experiments import logistic_regression as lr
 from experiments.common import config as config_lib
 from experiments.configs import logistic_regression as lr_config
+from experiments.logistic_regression import evaluation
 from experiments.logistic_regression import gradients
 from experiments.logistic_regression import model
+from experiments.logistic_regression import train
 from rgrad import exact
 from rgrad import testing
 from tests import workdirs
@@ -71,6 +73,8 @@ class RunTest(absltest.TestCase):
       for row in results["variance"][name]:
         self.assertEqual(tuple(row), lr.VARIANCE_FIELDS)
         self.assertGreater(row["variance_loc"], 0.0)
+        self.assertGreater(row["variance_loc_se"], 0.0)
+        self.assertGreater(row["variance_log_scale_se"], 0.0)
       for row in results["evaluation"][name]:
         self.assertEqual(tuple(row), lr.EVALUATION_FIELDS)
       self.assertEqual(tuple(results["final"][name]), lr.FINAL_FIELDS)
@@ -118,6 +122,44 @@ class RunTest(absltest.TestCase):
       row = self.result["results"]["evaluation"][name][0]
       self.assertLess(
         abs(row["elbo"] - row["elbo_exact"]), 0.2 * abs(row["elbo_exact"])
+      )
+
+
+class VarianceRowTest(absltest.TestCase):
+  def test_standard_error_of_the_summed_variance(self):
+    # One chunk of R replicates: the row must equal, to rounding, the trace
+    # of their sample covariance and R/(R-1) SE(mean |g_r - mean g|^2) of
+    # the same replicates (drawn here from the key the engine gives chunk 0),
+    # which a second pass over other draws, or per-coordinate errors summed
+    # as if independent, would not.
+    split = lr.load_breast_cancer()
+    x, y = jnp.asarray(split.x_train), jnp.asarray(split.y_train)
+    config = _tiny_config()
+    hyper = train.Hyper.from_config(config, "score_function", x.shape[0])
+    params = model.init_params(31, 0.0, jnp.float32)
+    state = train.init_state(hyper, params, jax.random.key(0))
+    measure_key, num = jax.random.key(5), 16
+    row = evaluation.gradient_variance(
+      state, x, y, measure_key, hyper, num, num
+    )
+    xb, yb = train.minibatch(state.key, state.step, x, y, hyper.batch_size)
+    chunk_key = jax.random.fold_in(
+      jax.random.fold_in(measure_key, state.step), 0
+    )
+    g = evaluation.VarianceChunk(hyper)(
+      chunk_key, num, (params, xb, yb, state.estimator_state)
+    )
+    for part in ("loc", "log_scale"):
+      a = np.asarray(g[part], np.float64)
+      d = np.sum((a - a.mean(0)) ** 2, axis=1)
+      factor = num / (num - 1)
+      np.testing.assert_allclose(
+        row[f"variance_{part}"], factor * d.mean(), rtol=1e-4
+      )
+      np.testing.assert_allclose(
+        row[f"variance_{part}_se"],
+        factor * d.std(ddof=1) / np.sqrt(num),
+        rtol=1e-4,
       )
 
 
