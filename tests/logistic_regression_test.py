@@ -15,6 +15,7 @@ from absl.testing import parameterized
 from experiments import logistic_regression as lr
 from experiments.common import config as config_lib
 from experiments.configs import logistic_regression as lr_config
+from experiments.logistic_regression import diagnose_cv
 from experiments.logistic_regression import evaluation
 from experiments.logistic_regression import gradients
 from experiments.logistic_regression import model
@@ -125,8 +126,9 @@ class RunTest(absltest.TestCase):
       )
 
 
-class VarianceRowTest(absltest.TestCase):
-  def test_standard_error_of_the_summed_variance(self):
+class VarianceRowTest(parameterized.TestCase):
+  @parameterized.parameters(False, True)
+  def test_standard_error_of_the_summed_variance(self, on_train_set):
     # One chunk of R replicates: the row must equal, to rounding, the trace
     # of their sample covariance and R/(R-1) SE(mean |g_r - mean g|^2) of
     # the same replicates (drawn here from the key the engine gives chunk 0),
@@ -140,9 +142,13 @@ class VarianceRowTest(absltest.TestCase):
     state = train.init_state(hyper, params, jax.random.key(0))
     measure_key, num = jax.random.key(5), 16
     row = evaluation.gradient_variance(
-      state, x, y, measure_key, hyper, num, num
+      state, x, y, measure_key, hyper, num, num, on_train_set
     )
-    xb, yb = train.minibatch(state.key, state.step, x, y, hyper.batch_size)
+    if on_train_set:  # the whole set, scale N / N = 1
+      xb, yb = x, y
+      hyper = hyper._replace(batch_size=x.shape[0])
+    else:
+      xb, yb = train.minibatch(state.key, state.step, x, y, hyper.batch_size)
     chunk_key = jax.random.fold_in(
       jax.random.fold_in(measure_key, state.step), 0
     )
@@ -163,6 +169,27 @@ class VarianceRowTest(absltest.TestCase):
       )
 
 
+class DiagnoseCvTest(absltest.TestCase):
+  @pytest.mark.slow  # compiles the score function + CV measurement twice
+  def test_rows(self):
+    workdir = workdirs.tempdir(self)
+    sizes = diagnose_cv.Sizes(
+      num_replicates=8, num_residual_draws=64, num_minibatches=2
+    )
+    result = diagnose_cv.run(_tiny_config(), workdir, sizes)
+    with open(os.path.join(workdir, "cv_diagnostic.json")) as f:
+      self.assertEqual(json.load(f), result)
+    self.assertEqual(
+      [(r["step"], r["data"]) for r in result["steps"]],
+      [(s, d) for s in (0, 8) for d in ("minibatch", "train set")],
+    )
+    self.assertLen(result["minibatches"], 2)
+    for row in result["steps"] + result["minibatches"]:
+      self.assertEqual(tuple(row), diagnose_cv.FIELDS)
+      self.assertGreater(row["ratio_loc"], 0.0)
+      self.assertGreaterEqual(row["residual_fraction"], 0.0)
+
+
 class BadConfigTest(parameterized.TestCase):
   @parameterized.named_parameters(
     ("unknown", {"estimators": "reinforce"}, "Unknown name"),
@@ -170,6 +197,7 @@ class BadConfigTest(parameterized.TestCase):
     ("chunk", {"variance_chunk_size": 3}, "multiple of config.variance_chunk"),
     ("loo", {"estimators": "leave_one_out", "num_samples": 1}, ">= 2"),
     ("batch", {"batch_size": 1000}, "exceeds"),
+    ("variance_data", {"variance_data": "test_set"}, "variance_data"),
   )
   def test_fails_before_training(self, overrides, message):
     workdir = os.path.join(workdirs.tempdir(self), "run")

@@ -4,7 +4,9 @@ r"""Measurements along training: the gradient variance, and the posterior.
   parameters (and estimator state), :math:`R` = ``num_variance_replicates``
   independent estimates :math:`g_1..g_R` of the step's gradient -- the same
   estimator, the same 50 posterior draws, on the minibatch of the coming
-  step -- and their per-coordinate variance from rgrad's moments engine
+  step (or, with ``variance_data="train_set"``, on the whole training set
+  with scale 1, as DeepMind's ``mc_gradients`` measures it) -- and their
+  per-coordinate variance from rgrad's moments engine
   (:func:`rgrad.diagnostics.moments`: chunked, float64 or compensated
   float32, sharded over every device and process), summed over the mean
   parameters (``variance_loc``) and over the log-scale parameters
@@ -127,13 +129,22 @@ def gradient_variance(
   hyper: train.Hyper,
   num_replicates: int,
   chunk_size: int,
+  on_train_set: bool = False,
 ) -> dict[str, float | None]:
   """The variance row at `state` (module docstring).
+
+  With `on_train_set`, the cost is the whole training set's (scale 1)
+  instead of the coming minibatch's: the variance of the full-data
+  gradient estimate, the one DeepMind's ``mc_gradients`` records.
 
   Called outside ``jax.jit``: the moments engine takes host values, so that
   the same call runs across processes.
   """
-  xb, yb = _minibatch(state.key, state.step, x, y, hyper.batch_size)
+  if on_train_set:
+    xb, yb = x, y
+    hyper = hyper._replace(batch_size=x.shape[0])  # scale N / N = 1
+  else:
+    xb, yb = _minibatch(state.key, state.step, x, y, hyper.batch_size)
   key = jax.random.fold_in(measure_key, state.step)
   args = (state.params, xb, yb, state.estimator_state)
   m = diagnostics.moments(

@@ -126,6 +126,7 @@ def run(
       hyper,
       config.num_variance_replicates,
       config.variance_chunk_size,
+      on_train_set=config.variance_data == "train_set",
     )
     try:
       state, rows, wall_time = train.train_estimator(
