@@ -9,15 +9,19 @@ variate (:mod:`~experiments.logistic_regression.gradients`: the registry's
 :func:`~experiments.logistic_regression.evaluation.gradient_variance`
 (:class:`Sizes`: 400 replicates, the moments engine), twice: on the step's
 minibatch (what the experiment records) and on the whole training set
-(scale 1, what DeepMind's ``mc_gradients`` records). Next to each it puts
-the quantity the control variate's gain depends on, the fraction of the
-cost's variance that its second-order Taylor expansion :math:`h` at
-:math:`\mu` leaves, :math:`\mathrm{Var}_q(f - h) / \mathrm{Var}_q(f)` (from
-16384 draws), and the median over the points of the
-logit's spread :math:`\tau_i = \lVert \sigma \odot x_i \rVert`, the scale
-over which the quadratic must follow each softplus term. At the last step
-it repeats the minibatch measurement on 16 other
-minibatches, since the residual depends on which points a batch holds.
+(scale 1, what DeepMind's ``mc_gradients`` records). Next to the ratio it
+puts what the control variate's gain depends on, from 16384 draws of q:
+the fraction of the cost's variance that its second-order Taylor expansion
+:math:`h` at :math:`\mu` leaves, :math:`\mathrm{Var}_q(f - h) /
+\mathrm{Var}_q(f)`, and of its second moment, :math:`E_q[(f - h)^2] /
+E_q[f^2]` (the score function's per-draw estimate :math:`f\,\nabla \log q`
+has no baseline, so it pays for :math:`E_q[f^2]`, mean included; with the
+control variate, which removes the mean too, it pays for about
+:math:`E_q[(f - h)^2]`); and the median over the points of the logit's
+spread :math:`\tau_i = \lVert \sigma \odot x_i \rVert`, the scale over
+which the quadratic must follow each softplus term. At the last step it
+repeats the minibatch measurement on 16 other minibatches, since the
+residual depends on which points a batch holds.
 
 Writes ``cv_diagnostic.json`` (``{"steps": [row, ...], "minibatches":
 [row, ...]}``, the fields of :data:`FIELDS`) to the workdir and logs a
@@ -61,6 +65,7 @@ FIELDS = (
   "mean_scale",  # mean of exp(log_scale)
   "median_logit_spread",
   "residual_fraction",  # Var(f - h) / Var(f)
+  "residual_second_moment_fraction",  # E[(f - h)^2] / E[f^2]
   "ratio_loc",  # Var(score function) / Var(score function + CV)
   "ratio_log_scale",
 )
@@ -106,6 +111,7 @@ def _row(config, state, x, y, key, on_train_set, sizes):
     sizes.num_residual_draws,
     (params, xb, yb, scale),
   )
+  second_moment = lambda k: m.variance[k] + m.mean[k] ** 2  # noqa: E731
   scale = np.exp(np.asarray(params["log_scale"], np.float64))
   spread = np.sqrt(np.asarray(xb, np.float64) ** 2 @ scale**2)
   sf, cv = variances["score_function"], variances["score_function_cv"]
@@ -115,6 +121,9 @@ def _row(config, state, x, y, key, on_train_set, sizes):
     "mean_scale": float(np.mean(scale)),
     "median_logit_spread": float(np.median(spread)),
     "residual_fraction": float(m.variance["residual"] / m.variance["f"]),
+    "residual_second_moment_fraction": float(
+      second_moment("residual") / second_moment("f")
+    ),
     "ratio_loc": sf["variance_loc"] / cv["variance_loc"],
     "ratio_log_scale": sf["variance_log_scale"] / cv["variance_log_scale"],
   }
@@ -167,13 +176,20 @@ def run(
   """Runs :func:`diagnose`, writes ``cv_diagnostic.json``, logs a table."""
   result = diagnose(config, sizes)
   outputs.write_json(os.path.join(workdir, "cv_diagnostic.json"), result)
-  header = "%6s %10s %6s %6s %9s %9s %9s"
   logging.info(
-    header, "step", "data", "scale", "tau", "Var(f-h)/", "SF/CV loc", "ls"
+    "%6s %10s %6s %6s %9s %9s %9s %9s",
+    "step",
+    "data",
+    "scale",
+    "tau",
+    "Var(f-h)/",
+    "E(f-h)^2/",
+    "SF/CV loc",
+    "ls",
   )
   for row in result["steps"] + result["minibatches"]:
     logging.info(
-      "%6d %10s %6.3f %6.2f %9.3f %9.1f %9.1f",
+      "%6d %10s %6.3f %6.2f %9.3f %9.4f %9.1f %9.1f",
       *(row[k] for k in FIELDS),
     )
   for part in ("loc", "log_scale"):
