@@ -36,7 +36,11 @@ The package reads top to bottom like the experiment:
 * :mod:`~experiments.logistic_regression.outputs` (results.json and CSVs,
   with the schema) and :mod:`~experiments.logistic_regression.plots`;
 * :mod:`~experiments.logistic_regression.experiment`: :func:`run`;
-  ``__main__`` is the command line.
+  ``__main__`` is the command line;
+* :mod:`~experiments.logistic_regression.diagnose_cv`: a separate command
+  that measures why the delta-method control variate gains what it does
+  (its variance ratio, the Taylor residual and the logit spread along a
+  run).
 
 References:
   Mohamed, Rosca, Figurnov, Mnih. Monte Carlo Gradient Estimation in Machine

@@ -4,7 +4,9 @@ r"""Measurements along training: the gradient variance, and the posterior.
   parameters (and estimator state), :math:`R` = ``num_variance_replicates``
   independent estimates :math:`g_1..g_R` of the step's gradient -- the same
   estimator, the same 50 posterior draws, on the minibatch of the coming
-  step -- and their per-coordinate variance from rgrad's moments engine
+  step (or, with ``variance_data="train_set"``, on the whole training set
+  with scale 1, as DeepMind's ``mc_gradients`` measures it) -- and their
+  per-coordinate variance from rgrad's moments engine
   (:func:`rgrad.diagnostics.moments`: chunked, float64 or compensated
   float32, sharded over every device and process), summed over the mean
   parameters (``variance_loc``) and over the log-scale parameters
@@ -14,6 +16,20 @@ r"""Measurements along training: the gradient variance, and the posterior.
   structure (leave-one-out, an estimated coefficient) included. For
   ``score_function_cv_online`` the row also records the mean of its current
   coefficients.
+
+  Each sum :math:`V = \operatorname{tr} S = \frac{1}{R-1}\sum_r \lVert g_r
+  - \bar g\rVert^2` over a group's coordinates carries its standard error
+  (``variance_loc_se``, ``variance_log_scale_se``): to leading order in
+  :math:`1/R`, :math:`\mathrm{Var}(V) = \mathrm{Var}(\lVert g -
+  \mu\rVert^2) / R`, the fourth-moment formula of the per-coordinate
+  ``variance_stderr`` of the moments engine with the coordinates' cross
+  moments included (summing per-coordinate errors would assume the
+  coordinates independent, which they are not). It comes from a second
+  pass of the engine over the same :math:`R` replicates (the same key, so
+  the same draws) that streams :math:`d_r = \lVert g_r - \bar g\rVert^2`
+  with :math:`\bar g` from the first pass: :math:`V = \frac{R}{R-1}
+  \bar d` and :math:`\mathrm{SE}(V) = \frac{R}{R-1}\,\mathrm{SE}(\bar
+  d)`.
 * :func:`evaluate`, every ``eval_every`` steps, from ``num_eval_samples``
   posterior draws :math:`w_s \sim q` (the same noise at every step): the
   training-set ELBO by Monte Carlo and exactly (the expected log-likelihood
@@ -41,7 +57,9 @@ from rgrad import exact
 
 VARIANCE_METRICS = (
   "variance_loc",
+  "variance_loc_se",
   "variance_log_scale",
+  "variance_log_scale_se",
   "cv_coefficient_loc",
   "cv_coefficient_log_scale",
 )
@@ -83,6 +101,23 @@ class VarianceChunk(NamedTuple):
     return jax.vmap(one)(jax.random.split(key, size))  # leaves [size, d]
 
 
+class SpreadChunk(NamedTuple):
+  """Second pass: ``d_r = |g_r - mean|^2`` per group, ``[size]`` leaves.
+
+  Called with the key of :class:`VarianceChunk`'s pass, it sees the same
+  replicates; ``args`` are that pass's and its mean.
+  """
+
+  hyper: train.Hyper
+
+  def __call__(self, key: chex.PRNGKey, size: int, args: Any) -> Any:
+    inner, mean = args
+    g = VarianceChunk(self.hyper)(key, size, inner)
+    return jax.tree.map(
+      lambda a, m: jnp.sum(jnp.square(a - m), axis=-1), g, mean
+    )
+
+
 _minibatch = jax.jit(train.minibatch, static_argnames="batch_size")
 
 
@@ -94,23 +129,42 @@ def gradient_variance(
   hyper: train.Hyper,
   num_replicates: int,
   chunk_size: int,
+  on_train_set: bool = False,
 ) -> dict[str, float | None]:
   """The variance row at `state` (module docstring).
+
+  With `on_train_set`, the cost is the whole training set's (scale 1)
+  instead of the coming minibatch's: the variance of the full-data
+  gradient estimate, the one DeepMind's ``mc_gradients`` records.
 
   Called outside ``jax.jit``: the moments engine takes host values, so that
   the same call runs across processes.
   """
-  xb, yb = _minibatch(state.key, state.step, x, y, hyper.batch_size)
+  if on_train_set:
+    xb, yb = x, y
+    hyper = hyper._replace(batch_size=x.shape[0])  # scale N / N = 1
+  else:
+    xb, yb = _minibatch(state.key, state.step, x, y, hyper.batch_size)
+  key = jax.random.fold_in(measure_key, state.step)
+  args = (state.params, xb, yb, state.estimator_state)
   m = diagnostics.moments(
-    VarianceChunk(hyper),
-    jax.random.fold_in(measure_key, state.step),
+    VarianceChunk(hyper), key, num_replicates, args, chunk_size=chunk_size
+  )
+  # The same key: the same replicates, now their squared distances.
+  spread = diagnostics.moments(
+    SpreadChunk(hyper),
+    key,
     num_replicates,
-    (state.params, xb, yb, state.estimator_state),
+    (args, m.mean),
     chunk_size=chunk_size,
   )
+  del key
+  bessel = num_replicates / (num_replicates - 1)
   row = {
     "variance_loc": float(np.sum(m.variance["loc"])),
+    "variance_loc_se": bessel * float(spread.stderr["loc"]),
     "variance_log_scale": float(np.sum(m.variance["log_scale"])),
+    "variance_log_scale_se": bessel * float(spread.stderr["log_scale"]),
     "cv_coefficient_loc": None,
     "cv_coefficient_log_scale": None,
   }

@@ -126,6 +126,7 @@ def run(
       hyper,
       config.num_variance_replicates,
       config.variance_chunk_size,
+      on_train_set=config.variance_data == "train_set",
     )
     try:
       state, rows, wall_time = train.train_estimator(
@@ -177,25 +178,29 @@ def run(
 
 def _log_table(results: dict[str, Any]) -> None:
   logging.info(
-    "%-26s %9s %9s %9s %7s %10s %10s %9s",
+    "%-26s %9s %9s %9s %7s %17s %17s %9s",
     "estimator",
     "ELBO",
     "test LL",
     "accuracy",
     "ms/step",
-    "var/pw loc",
-    "var/pw ls",
+    "var/pw loc (SE)",
+    "var/pw ls (SE)",
     "steps@1nat",
   )
   for name, f in results["final"].items():
+    ratios = [
+      float("nan") if f[k] is None else f[k]
+      for part in ("loc", "log_scale")
+      for k in (f"variance_ratio_{part}", f"variance_ratio_{part}_se")
+    ]
     logging.info(
-      "%-26s %9.2f %9.4f %9.3f %7.3f %10.3g %10.3g %9s",
+      "%-26s %9.2f %9.4f %9.3f %7.3f %9.3g (%5.2g) %9.3g (%5.2g) %9s",
       name,
       f["elbo_exact"],
       f["test_log_likelihood"],
       f["test_accuracy"],
       1e3 * f["seconds_per_step"],
-      f["variance_ratio_loc"] or float("nan"),
-      f["variance_ratio_log_scale"] or float("nan"),
+      *ratios,
       f["steps_to_target"],
     )

@@ -210,16 +210,14 @@ def negative_elbo_gradient(
 ) -> tuple[Params, Any]:
   """One estimate of the gradient of the negative ELBO, on a minibatch.
 
+  The cost is ``model.negative_log_likelihood_cost`` of the batch; the
+  estimate is the mean of :func:`jacobians` plus the exact KL gradient.
+
   Args:
-    name: one of :data:`ESTIMATORS`.
-    params: ``{"loc", "log_scale"}``.
+    name, params, key, num_samples, state, options: as for :func:`jacobians`.
     x: ``[batch, d]`` features.
     y: ``[batch]`` labels in {0, 1}.
     scale: ``N / batch``, so that the batch estimates the whole sum.
-    key: consumed.
-    num_samples: posterior draws (static).
-    state: the estimator's state.
-    options: see :class:`Options`.
 
   Returns:
     ``(gradient like params, new_state)``.

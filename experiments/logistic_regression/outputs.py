@@ -2,7 +2,7 @@
 
 * ``results.json``::
 
-    {"schema_version": 1,
+    {"schema_version": 2,
      "config": {...},                       # the config used
      "estimators": ["pathwise", ...],       # the ones trained, in order
      "data": {"num_train": 455, "num_test": 114, "dim": 31},
@@ -15,7 +15,10 @@
           "variance_loc": float,            # variance of the step's gradient
                                             # estimate, summed over the 31
                                             # mean parameters
+          "variance_loc_se": float,         # its standard error (fourth
+                                            # moment, evaluation module)
           "variance_log_scale": float,      # ... over the 31 log-scales
+          "variance_log_scale_se": float,
           "cv_coefficient_loc": float|null, # score_function_cv_online: mean
           "cv_coefficient_log_scale": ...}, # of its coefficients; else null
          ...]},
@@ -44,6 +47,22 @@
   exact ELBO is within ``TARGET_GAP`` nats of the best final exact ELBO of
   the run (null if never).
 
+  The ``_se`` fields are standard errors of the measurement noise, given the
+  training trajectory: the rows' measurements use independent draws (keys
+  folded with the step), so the mean over :math:`n` rows of
+  :math:`\\log_{10} V_i` has :math:`\\mathrm{SE} = \\sqrt{\\sum_i
+  \\mathrm{se}_i^2} / n` with :math:`\\mathrm{se}_i = \\mathrm{SE}(V_i) / (V_i
+  \\ln 10)` (the delta method; ``log10_variance_*_se``; the work-normalised
+  means differ by the constant :math:`\\log_{10}` of the seconds per step and
+  have the same SE), and the ratio :math:`r = 10^{L - L_{pw}}` of two runs
+  has :math:`\\mathrm{SE}(r) = r \\ln 10\\, \\sqrt{\\mathrm{SE}(L)^2 +
+  \\mathrm{SE}(L_{pw})^2}` (``variance_ratio_*_se``; 0 for pathwise itself,
+  whose ratio is 1 by definition), which treats the two runs' measurements
+  as independent: they share the measurement key, so two estimators that
+  draw their noise alike see the same draws, and a positive correlation
+  makes this SE conservative. None of these include the run-to-run spread
+  of the trajectory (another seed).
+
 * ``variance.csv``, ``evaluation.csv``: the rows, with a leading
   ``estimator`` column; ``final.csv``: one row per estimator.
 
@@ -62,7 +81,7 @@ import ml_collections
 from experiments.common import outputs
 from experiments.logistic_regression import evaluation
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TOP_LEVEL_KEYS = (
   "schema_version",
   "config",
@@ -83,11 +102,15 @@ FINAL_FIELDS = (
   "wall_time_s",
   "seconds_per_step",
   "log10_variance_loc",
+  "log10_variance_loc_se",
   "log10_variance_log_scale",
+  "log10_variance_log_scale_se",
   "log10_work_variance_loc",
   "log10_work_variance_log_scale",
   "variance_ratio_loc",
+  "variance_ratio_loc_se",
   "variance_ratio_log_scale",
+  "variance_ratio_log_scale_se",
   "steps_to_target",
 )
 TIMING_FIELDS = ("platform", "device_count", "process_count", "wall_time_s")
@@ -97,6 +120,14 @@ TARGET_GAP = 1.0
 
 def _mean_log10(values: Sequence[float]) -> float:
   return sum(math.log10(v) for v in values) / len(values)
+
+
+def _mean_log10_se(values: Sequence[float], ses: Sequence[float]) -> float:
+  """SE of `_mean_log10` for independent measurements (module docstring)."""
+  terms = [
+    (se / (v * math.log(10.0))) ** 2 for v, se in zip(values, ses, strict=True)
+  ]
+  return math.sqrt(sum(terms)) / len(values)
 
 
 def final(
@@ -117,7 +148,9 @@ def final(
     row["seconds_per_step"] = seconds
     for part in ("loc", "log_scale"):
       values = [r[f"variance_{part}"] for r in variance[n]]
+      ses = [r[f"variance_{part}_se"] for r in variance[n]]
       row[f"log10_variance_{part}"] = _mean_log10(values)
+      row[f"log10_variance_{part}_se"] = _mean_log10_se(values, ses)
       row[f"log10_work_variance_{part}"] = _mean_log10(
         [v * seconds for v in values]
       )
@@ -131,11 +164,18 @@ def final(
   for n in names:
     for part in ("loc", "log_scale"):
       key = f"log10_variance_{part}"
-      out[n][f"variance_ratio_{part}"] = (
-        10.0 ** (out[n][key] - out["pathwise"][key])
-        if "pathwise" in out
-        else None
-      )
+      ratio = se = None
+      if "pathwise" in out:
+        ratio = 10.0 ** (out[n][key] - out["pathwise"][key])
+        se = 0.0
+        if n != "pathwise":
+          se = (
+            ratio
+            * math.log(10.0)
+            * math.hypot(out[n][f"{key}_se"], out["pathwise"][f"{key}_se"])
+          )
+      out[n][f"variance_ratio_{part}"] = ratio
+      out[n][f"variance_ratio_{part}_se"] = se
     out[n] = {k: out[n][k] for k in FINAL_FIELDS}
   return out
 

@@ -23,6 +23,8 @@ _POSITIVE_INTS = (
 )
 # Intervals that must be whole numbers of variance intervals: the loop runs
 # `variance_every` steps per compiled call.
+# What the variance rows measure on (evaluation.gradient_variance).
+VARIANCE_DATA = ("minibatch", "train_set")
 _MULTIPLES = ("num_steps", "eval_every", "log_every", "checkpoint_every")
 
 
@@ -64,6 +66,11 @@ def validate_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
         f"config.num_samples must be >= {minimum} for the {name} estimator, "
         f"got {config.num_samples}."
       )
+  if config.variance_data not in VARIANCE_DATA:
+    raise config_lib.ConfigError(
+      f"config.variance_data must be one of {', '.join(VARIANCE_DATA)}, got "
+      f"{config.variance_data!r}."
+    )
   config_lib.real(config.test_fraction, "test_fraction", positive=True, high=1)
   config_lib.real(config.online_decay, "online_decay", low=0.0, high=1.0)
   config_lib.real(config.learning_rate, "learning_rate", positive=True)
