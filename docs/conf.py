@@ -97,7 +97,9 @@ suppress_warnings = ["myst.header"]
 # -- HTML ---------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
 html_title = "rgrad"
-html_static_path = ["_static"]
+# docs/_static/figures holds the experiments' PNGs, which the figure directives
+# copy; MathJax is copied by sphinx-mathjax-offline. No html_static_path, so
+# that nothing is copied twice.
 html_theme_options = {
   "show_toc_level": 2,
   "use_download_button": False,
@@ -144,6 +146,9 @@ def _resolve_alias(app, env, node, contnode):
     return None
   target = node["reftarget"].lstrip("~.")
   domain = env.get_domain("py")
+  module = node.get("py:module") or ""
+  if module.startswith("experiments") or target.startswith("experiments."):
+    return _experiment_code(target, module, contnode)
   if node["reftype"] == "mod":
     # A private submodule (rgrad.exact._lqr) is documented on its package's
     # page.
@@ -172,6 +177,22 @@ def _resolve_alias(app, env, node, contnode):
       return domain.resolve_xref(
         env, node["refdoc"], app.builder, "obj", fullname, node, contnode
       )
+  return None
+
+
+def _experiment_code(target, module, contnode):
+  """A reference into the experiments' code: plain text if it exists.
+
+  The experiments' modules are documented by their package docstrings on the
+  experiment pages, not entry by entry; a reference to one of their modules
+  or functions is kept as text, and one to a name that does not exist still
+  fails the build.
+  """
+  candidates = [target]
+  if module:
+    candidates += [f"{module}.{target}", f"{module.rsplit('.', 1)[0]}.{target}"]
+  if any(_import(candidate) is not None for candidate in candidates):
+    return contnode
   return None
 
 
