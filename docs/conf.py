@@ -53,7 +53,11 @@ autodoc_default_options = {
   "undoc-members": True,
   "show-inheritance": False,
 }
-autodoc_typehints = "signature"
+# Signatures without annotations: rgrad annotates with chex/jax aliases that
+# the runtime has already expanded (chex.ArrayTree becomes a five-way Union),
+# which would make every estimator's signature several lines long; the Args
+# sections say what each argument is.
+autodoc_typehints = "none"
 autodoc_preserve_defaults = True
 autosummary_generate = False  # the API pages are written by hand, as optax's
 napoleon_google_docstring = True
@@ -196,7 +200,8 @@ def _experiment_code(target, module, contnode):
   return None
 
 
-# The subpackages whose __all__ every name of must be documented.
+# The subpackages whose __all__ every name of must be documented (the interop
+# adapters add "interop" here with their page, see docs/api/index.rst).
 _PACKAGES = (
   "distributions",
   "exact",
