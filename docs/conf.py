@@ -67,6 +67,8 @@ napoleon_use_rtype = False
 # documents each field, and two entries per field would be duplicates.
 napoleon_use_ivar = True
 add_module_names = False
+# `name` in a docstring (Google style's quoting of an argument) is code.
+default_role = "code"
 
 # -- cross-references ---------------------------------------------------------
 nitpicky = True
@@ -92,6 +94,14 @@ nitpick_ignore_regex = [
   # private files, a testing helper's return type) have no entry of their own.
   (r"py:class", r"rgrad(\.\w+)*\._\w+(\.\w+)*"),
 ]
+
+# -- MathJax ------------------------------------------------------------------
+# textmacros, so that \text{fan\_in} in a docstring renders as in LaTeX (from
+# the bundled copy, like the rest of MathJax).
+mathjax3_config = {
+  "loader": {"load": ["[tex]/textmacros"]},
+  "tex": {"packages": {"[+]": ["textmacros"]}},
+}
 
 # -- MyST (the README tour is included from README.md) ------------------------
 myst_enable_extensions = ["dollarmath"]
