@@ -6,11 +6,12 @@ Runs :func:`rgrad.gradcheck.check_gradients` over
    (against autodiff and finite differences) and at its edge points such as
    0 and :math:`\pm 10^4` (against autodiff only: finite differences are
    meaningless at relu's kink and step out of the domain near a boundary);
-2. random chains drawn from the registry (:func:`rgrad.chain_rule.
-   sample_chain`), each checked as a full Jacobian product, in forward mode
-   (a Jacobian built from JVPs) and in reverse mode (one built from VJPs),
-   against autodiff at random and edge points (the ends of the input
-   interval), and once against finite differences at the random points;
+2. random chains drawn from the registry
+   (:func:`rgrad.chain_rule.sample_chain`), each checked as a full Jacobian
+   product, in forward mode (a Jacobian built from JVPs) and in reverse
+   mode (one built from VJPs), against autodiff at random and edge points
+   (the ends of the input interval), and once against finite differences
+   at the random points;
 3. the hand-written MLP backward pass, for each activation;
 4. backpropagation through time for a tanh RNN over `num_steps` steps,
    including the gradient with respect to :math:`h_0`;
@@ -49,9 +50,9 @@ Outputs in `workdir`:
 
 The checks themselves live in :mod:`experiments.chain_rule_checks`; this
 module checks the config, runs them, and adds the gradient norms, the timing
-and the outputs. A bad config value is a :class:`experiments.common.config.
-ConfigError`, raised before any computation (on the command line: one line
-on stderr and exit status 1).
+and the outputs. A bad config value is a
+:class:`experiments.common.config.ConfigError`, raised before any
+computation (on the command line: one line on stderr and exit status 1).
 """
 
 import os

@@ -218,7 +218,7 @@ def straight_through_moments(
   r"""Mean and variance of the single-draw straight-through estimator.
 
   :math:`g_i = f'(b_i)\,y_i(1-y_i)/\tau` for d = 1 or an additive cost
-  (the general cost is :func:`straight_through_general`, by enumeration).
+  (the general cost is ``straight_through_general``, by enumeration).
 
   Args:
     cost, logits, temperature, additive, num_panels: as

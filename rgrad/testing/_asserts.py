@@ -487,8 +487,9 @@ def variance_report(
   variance.
 
   Args:
-    estimator, function, params, dist_builder, key, chunk_size, rows,
-      group_size, power, false_alarm_rate: as for :func:`assert_unbiased`.
+    estimator: as for :func:`assert_unbiased`, and likewise `function`,
+      `params`, `dist_builder`, `key`, `chunk_size`, `rows`, `group_size`,
+      `power` and `false_alarm_rate`.
     exact_variance: a pytree like `params`, entries >= 0.
     num_samples: rows to draw.
 

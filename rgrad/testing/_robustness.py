@@ -438,7 +438,7 @@ def assert_accepts_any_callable(
 ) -> None:
   r"""Asserts that every kind of callable works as the cost.
 
-  Each of :func:`callables` (NumPy and ``jax.numpy`` functions, a
+  Each of ``callables()`` (NumPy and ``jax.numpy`` functions, a
   ``functools.partial``, an unhashable callable object without a weak
   reference slot, a bound method; all compute :math:`\sum_i x_i`) must give
   the same jacobians as the plain function ``lambda x: jnp.sum(x)`` at the
