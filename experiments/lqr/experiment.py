@@ -21,6 +21,7 @@ from absl import logging
 
 from experiments.common import checkpoints
 from experiments.common import config as config_lib
+from experiments.common import horizon_variance
 from experiments.common import outputs as common_outputs
 from experiments.configs import lqr as lqr_config
 from experiments.lqr import estimators
@@ -43,20 +44,7 @@ def validate_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
     raise config_lib.ConfigError(
       "config.spectral_radii and config.horizons must not be empty."
     )
-  num_samples, chunk_size = config_lib.chunking(
-    config.num_samples, config.chunk_size
-  )
-  batch = config_lib.integer(config.batch_size, "batch_size", minimum=4)
-  if batch % 2 or chunk_size % batch:
-    raise config_lib.ConfigError(
-      f"config.batch_size ({batch}) must be even (total propagation's two "
-      f"halves) and divide config.chunk_size ({chunk_size})."
-    )
-  if num_samples // batch < 2:
-    raise config_lib.ConfigError(
-      "config.num_samples must hold at least two batches of "
-      f"config.batch_size ({batch})."
-    )
+  num_samples, chunk_size, batch = horizon_variance.batching(config)
   config_lib.real(config.sigma, "sigma", positive=True)
   return {
     "estimators": names,
@@ -78,11 +66,14 @@ def _problem(config, rho):
   )
 
 
-def _cell(name, horizon, rho, problem, params, key, exact_grad, parsed):
+def _cell(name, horizon, rho, problem, params, key, exact_fn, parsed):
   """The records of one (estimator, T, radius) and its seconds."""
   t0 = time.perf_counter()
   m = estimators.moments(name, horizon, problem, params, key, parsed)
-  rows = outputs.records(name, horizon, rho, m, exact_grad)
+  rows = outputs.records(name, horizon, rho, m, exact_fn())
+  logging.info(
+    "[%s] T=%d radius %s: %.1fs", name, horizon, rho, time.perf_counter() - t0
+  )
   return {"records": rows, "seconds": time.perf_counter() - t0}
 
 
@@ -115,36 +106,40 @@ def run(
   start = time.perf_counter()
   key = jax.random.key(config.seed)
   problems = {rho: _problem(config, rho) for rho in parsed["spectral_radii"]}
-  records, timings, measured = [], {}, 0
   # Horizon outermost, radius innermost: each (estimator, T) compiles once
   # and its program is reused for every radius (the problem is traced).
-  for j, horizon in enumerate(parsed["horizons"]):
-    exacts = {
-      rho: exact.lqr_policy_gradient(*problems[rho], horizon)
-      for rho in parsed["spectral_radii"]
-    }
-    for name in parsed["estimators"]:
-      timings[f"{name}/T={horizon}"] = 0.0
-      for i, rho in enumerate(parsed["spectral_radii"]):
-        problem, params = problems[rho]
-        k = jax.random.fold_in(jax.random.fold_in(key, i), j)
-        cell, resumed = checkpoints.cached_cell(
-          workdir,
-          f"{name}_T={horizon}_r={rho}",
-          functools.partial(
-            _cell, name, horizon, rho, problem, params, k, exacts[rho], parsed
-          ),
-        )
-        records.extend(cell["records"])
-        # Seconds of the run that measured the cell (compile included).
-        timings[f"{name}/T={horizon}"] += cell["seconds"]
-        measured += not resumed
-        if stop_after_cells is not None and measured >= stop_after_cells:
-          logging.info("stopped by the test hook after %d cells", measured)
-          return None
-      logging.info(
-        "[%s] T=%d: %.1fs", name, horizon, timings[f"{name}/T={horizon}"]
-      )
+  # Computed only for cells that are measured, once per (radius, T).
+  exacts = {
+    (rho, t): functools.cache(
+      functools.partial(exact.lqr_policy_gradient, *problems[rho], t)
+    )
+    for rho in parsed["spectral_radii"]
+    for t in parsed["horizons"]
+  }
+  cells = (
+    (
+      f"{name}/T={horizon}",
+      f"{name}_T={horizon}_r={rho}",
+      functools.partial(
+        _cell,
+        name,
+        horizon,
+        rho,
+        *problems[rho],
+        jax.random.fold_in(jax.random.fold_in(key, i), j),
+        exacts[(rho, horizon)],
+        parsed,
+      ),
+    )
+    for j, horizon in enumerate(parsed["horizons"])
+    for name in parsed["estimators"]
+    for i, rho in enumerate(parsed["spectral_radii"])
+  )
+  measured = horizon_variance.measure_cells(workdir, cells, stop_after_cells)
+  if measured is None:
+    logging.info("stopped by the test hook")
+    return None
+  records, timings = measured
   problem_blocks = {
     str(rho): outputs.problem_block(*problems[rho])
     for rho in parsed["spectral_radii"]

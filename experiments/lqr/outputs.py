@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.common import outputs as common_outputs
+from experiments.common import horizon_variance
 from experiments.common import plotting
 from rgrad import diagnostics
 
@@ -49,15 +49,7 @@ RECORD_FIELDS = (
   "z",
   "num_samples",
 )
-_COLORS = {
-  "score_function": "tab:orange",
-  "leave_one_out": "tab:purple",
-  "bptt": "tab:blue",
-  "total_propagation": "tab:green",
-  "total_propagation_batch": "tab:olive",
-}
-# Not exactly unbiased (weights from the estimate's own batch: O(1/N)).
-BIASED = ("total_propagation_batch",)
+BIASED = horizon_variance.BIASED
 
 
 def _coordinates(tree) -> list[tuple[str, np.ndarray]]:
@@ -210,39 +202,16 @@ def checks(results) -> dict[str, Any]:
     "values": {"growth_per_10_steps": per10, "last_ratio": growth},
   }
 
-  for tp in ("total_propagation", "total_propagation_batch"):
-    if {tp, "leave_one_out", "bptt"} <= set(names):
-      ratio = {
-        f"{rho}/T={t}": var(tp, t, rho)
-        / min(var("leave_one_out", t, rho), var("bptt", t, rho))
-        for rho in radii
-        for t in horizons
-      }
-      holds, worst = all(x <= 2 for x in ratio.values()), max(ratio.values())
-    else:
-      ratio, holds, worst = {}, None, None
-    out[f"{tp}_near_better"] = {
-      "expected": f"{tp} variance <= 2 x min(leave-one-out, BPTT)",
-      "holds": holds,
-      "values": {"worst_ratio": worst, "ratio": ratio},
-    }
-
-  unbiased = [s for s in results["summary"] if s["estimator"] not in BIASED]
-  zmax = max(s["max_abs_z"] for s in unbiased)
-  out["all_unbiased"] = {
-    "expected": "every |z| < 5 (the exactly unbiased estimators)",
-    "holds": bool(zmax < 5),
-    "values": {
-      "max_abs_z": zmax,
-      "max_abs_z_biased": {
-        n: max(
-          s["max_abs_z"] for s in results["summary"] if s["estimator"] == n
-        )
-        for n in BIASED
-        if n in names
-      },
-    },
-  }
+  out.update(
+    horizon_variance.near_better_checks(
+      lambda n, rho, t: var(n, t, rho), names, radii, horizons
+    )
+  )
+  out["all_unbiased"] = horizon_variance.unbiased_check(
+    results["summary"],
+    names,
+    "every |z| < 5 (the exactly unbiased estimators)",
+  )
   if "score_function" in names and "bptt" in names:
     out["bptt_below_score_function"] = {
       "expected": "(recorded, not expected either way) BPTT variance below "
@@ -308,30 +277,23 @@ def plot(workdir, results) -> str | None:
     1, len(radii), figsize=(4 * len(radii), 3.6), squeeze=False
   )
   for ax, rho in zip(axes[0], radii, strict=True):
-    for name in results["estimators"]:
-      v = np.array([look[(name, t, rho)]["variance_K"] for t in horizons])
-      se = np.array(
-        [look[(name, t, rho)]["variance_K_stderr"] for t in horizons]
-      )
-      lo = np.log10(v) - np.log10(np.maximum(v - se, v * 1e-3))
-      hi = np.log10(v + se) - np.log10(v)
-      ax.errorbar(
-        horizons,
-        np.log10(v),
-        yerr=[lo, hi],
-        label=name,
-        color=_COLORS.get(name),
-        marker="o",
-        ms=3,
-        capsize=2,
-      )
-    first = results["estimators"][0]
-    sq = [look[(first, t, rho)]["exact_K_sq"] for t in horizons]
-    ax.plot(horizons, np.log10(sq), "k--", label="|dJ/dK|^2 (exact)")
-    ax.set_xscale("log")
+    cells = {
+      n: [look[(n, t, rho)] for t in horizons] for n in results["estimators"]
+    }
+    horizon_variance.plot_panel(
+      ax,
+      horizons,
+      {
+        n: (
+          [c["variance_K"] for c in cs],
+          [c["variance_K_stderr"] for c in cs],
+        )
+        for n, cs in cells.items()
+      },
+      [c["exact_K_sq"] for c in next(iter(cells.values()))],
+      "|dJ/dK|^2 (exact)",
+    )
     ax.set_title(f"spectral radius {rho}")
-    ax.set_xlabel("horizon T")
-    ax.grid(alpha=0.3)
   axes[0][0].set_ylabel("log10 tr Var over K (per rollout)")
   axes[0][0].legend(fontsize=7)
   fig.tight_layout()
@@ -339,11 +301,7 @@ def plot(workdir, results) -> str | None:
 
 
 def write(workdir, results, timings) -> None:
-  common_outputs.write_json(os.path.join(workdir, "results.json"), results)
-  common_outputs.write_csv(
-    os.path.join(workdir, "results.csv"), results["records"], RECORD_FIELDS
-  )
-  common_outputs.write_json(os.path.join(workdir, "timings.json"), timings)
+  horizon_variance.write(workdir, results, timings, RECORD_FIELDS)
 
 
 def validate(results) -> None:

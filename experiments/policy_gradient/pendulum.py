@@ -71,6 +71,7 @@ from absl import logging
 
 from experiments.common import checkpoints
 from experiments.common import config as config_lib
+from experiments.common import horizon_variance
 from experiments.common import outputs as common_outputs
 from experiments.common import policy_moments
 from experiments.policy_gradient import pendulum_outputs as outputs
@@ -167,20 +168,7 @@ def validate_config(
     )
   if not policies:
     raise config_lib.ConfigError("config.policies must not be empty.")
-  num_samples, chunk_size = config_lib.chunking(
-    config.num_samples, config.chunk_size
-  )
-  batch = config_lib.integer(config.batch_size, "batch_size", minimum=4)
-  if batch % 2 or chunk_size % batch:
-    raise config_lib.ConfigError(
-      f"config.batch_size ({batch}) must be even (total propagation's two "
-      f"halves) and divide config.chunk_size ({chunk_size})."
-    )
-  if num_samples // batch < 2:
-    raise config_lib.ConfigError(
-      "config.num_samples must hold at least two batches of "
-      f"config.batch_size ({batch})."
-    )
+  num_samples, chunk_size, batch = horizon_variance.batching(config)
   return {
     "estimators": names,
     "horizons": horizons,
@@ -206,6 +194,8 @@ def _cell(name, policy, horizon, params, key, parsed):
     batch_size=parsed["batch_size"] if name in BATCHED else 1,
   )
   rows = outputs.records(name, policy, horizon, m)
+  seconds = time.perf_counter() - t0
+  logging.info("[%s] T=%d %s: %.1fs", name, horizon, policy, seconds)
   return {"records": rows, "seconds": time.perf_counter() - t0}
 
 
@@ -232,31 +222,34 @@ def run(
   checkpoints.record_config(config, workdir)
   start = time.perf_counter()
   key = jax.random.key(config.seed)
-  records, timings, measured = [], {}, 0
   # Horizon outermost, policy innermost: each (estimator, T) compiles once
   # and is reused for every policy (the parameters are traced). Every cell
   # has its own key: the estimators' means are compared independently.
-  for j, horizon in enumerate(parsed["horizons"]):
-    for e, name in enumerate(parsed["estimators"]):
-      timings[f"{name}/T={horizon}"] = 0.0
-      for i, (policy, weights) in enumerate(parsed["policies"].items()):
-        params = policy_params(weights, parsed["sigma"])
-        k = jax.random.fold_in(jax.random.fold_in(key, i), j)
-        k = jax.random.fold_in(k, e)
-        cell, resumed = checkpoints.cached_cell(
-          workdir,
-          f"{name}_T={horizon}_{policy}",
-          functools.partial(_cell, name, policy, horizon, params, k, parsed),
-        )
-        records.extend(cell["records"])
-        timings[f"{name}/T={horizon}"] += cell["seconds"]
-        measured += not resumed
-        if stop_after_cells is not None and measured >= stop_after_cells:
-          logging.info("stopped by the test hook after %d cells", measured)
-          return None
-      logging.info(
-        "[%s] T=%d: %.1fs", name, horizon, timings[f"{name}/T={horizon}"]
-      )
+  cells = (
+    (
+      f"{name}/T={horizon}",
+      f"{name}_T={horizon}_{policy}",
+      functools.partial(
+        _cell,
+        name,
+        policy,
+        horizon,
+        policy_params(weights, parsed["sigma"]),
+        jax.random.fold_in(
+          jax.random.fold_in(jax.random.fold_in(key, i), j), e
+        ),
+        parsed,
+      ),
+    )
+    for j, horizon in enumerate(parsed["horizons"])
+    for e, name in enumerate(parsed["estimators"])
+    for i, (policy, weights) in enumerate(parsed["policies"].items())
+  )
+  measured = horizon_variance.measure_cells(workdir, cells, stop_after_cells)
+  if measured is None:
+    logging.info("stopped by the test hook")
+    return None
+  records, timings = measured
   results = outputs.results(config, parsed, records)
   if config.plot and common_outputs.is_writer():
     logging.info("wrote %s", outputs.plot(workdir, results))

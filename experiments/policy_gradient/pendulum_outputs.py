@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from experiments.common import horizon_variance
 from experiments.common import outputs as common_outputs
 from experiments.common import plotting
 
@@ -61,15 +62,7 @@ SUMMARY_FIELDS = (
   "relative_variance",
   "max_abs_z",
 )
-_COLORS = {
-  "score_function": "tab:orange",
-  "leave_one_out": "tab:purple",
-  "bptt": "tab:blue",
-  "total_propagation": "tab:green",
-  "total_propagation_batch": "tab:olive",
-}
-# Not exactly unbiased (weights from the estimate's own batch: O(1/N)).
-BIASED = ("total_propagation_batch",)
+BIASED = horizon_variance.BIASED
 _MEAN_PARAMS = ("w[0]", "w[1]", "w[2]", "b")
 
 
@@ -227,39 +220,15 @@ def checks(results) -> dict[str, Any]:
     "holds": max(ratio_last.values()) > 100 if ratio_last else None,
     "values": {"bptt_over_leave_one_out_at_largest_T": ratio_last},
   }
-  for tp in ("total_propagation", "total_propagation_batch"):
-    if {tp, "leave_one_out", "bptt"} <= set(names):
-      ratio = {
-        f"{p}/T={t}": var(tp, p, t)
-        / min(var("leave_one_out", p, t), var("bptt", p, t))
-        for p in policies
-        for t in horizons
-      }
-      holds, worst = all(x <= 2 for x in ratio.values()), max(ratio.values())
-    else:
-      ratio, holds, worst = {}, None, None
-    out[f"{tp}_near_better"] = {
-      "expected": f"{tp} variance <= 2 x min(leave-one-out, BPTT)",
-      "holds": holds,
-      "values": {"worst_ratio": worst, "ratio": ratio},
-    }
-  unbiased = [s for s in results["summary"] if s["estimator"] not in BIASED]
-  zmax = max(s["max_abs_z"] for s in unbiased)
-  out["means_agree"] = {
-    "expected": "every |z| against the lowest-variance estimator < 5 (the "
-    "exactly unbiased estimators)",
-    "holds": bool(zmax < 5),
-    "values": {
-      "max_abs_z": zmax,
-      "max_abs_z_biased": {
-        n: max(
-          s["max_abs_z"] for s in results["summary"] if s["estimator"] == n
-        )
-        for n in BIASED
-        if n in names
-      },
-    },
-  }
+  out.update(
+    horizon_variance.near_better_checks(var, names, policies, horizons)
+  )
+  out["means_agree"] = horizon_variance.unbiased_check(
+    results["summary"],
+    names,
+    "every |z| against the lowest-variance estimator < 5 (the exactly "
+    "unbiased estimators)",
+  )
   return out
 
 
@@ -322,32 +291,24 @@ def plot(workdir, results) -> str | None:
     1, len(policies), figsize=(4 * len(policies), 3.6), squeeze=False
   )
   for ax, policy in zip(axes[0], policies, strict=True):
-    for name in results["estimators"]:
-      cells = [look[(name, policy, t)] for t in horizons]
-      v = np.array([c["variance_mean"] for c in cells])
-      se = np.array([c["variance_mean_stderr"] for c in cells])
-      lo = np.log10(v) - np.log10(np.maximum(v - se, v * 1e-3))
-      hi = np.log10(v + se) - np.log10(v)
-      ax.errorbar(
-        horizons,
-        np.log10(v),
-        yerr=[lo, hi],
-        label=name,
-        color=_COLORS.get(name),
-        marker="o",
-        ms=3,
-        capsize=2,
-      )
-    first = results["estimators"][0]
-    sq = [look[(first, policy, t)]["reference_sq"] for t in horizons]
-    ax.plot(
-      horizons, np.log10(sq), "k--", label="|grad|^2 (reference estimator)"
+    cells = {
+      n: [look[(n, policy, t)] for t in horizons] for n in results["estimators"]
+    }
+    horizon_variance.plot_panel(
+      ax,
+      horizons,
+      {
+        n: (
+          [c["variance_mean"] for c in cs],
+          [c["variance_mean_stderr"] for c in cs],
+        )
+        for n, cs in cells.items()
+      },
+      [c["reference_sq"] for c in next(iter(cells.values()))],
+      "|grad|^2 (reference estimator)",
     )
     w = ", ".join(f"{x:g}" for x in results["policies"][policy])
     ax.set_title(f"{policy}: (w, b) = ({w})", fontsize=9)
-    ax.set_xscale("log")
-    ax.set_xlabel("horizon T")
-    ax.grid(alpha=0.3)
   axes[0][0].set_ylabel("log10 tr Var over (w, b) (per rollout)")
   axes[0][0].legend(fontsize=7)
   fig.suptitle(f"Pendulum-v1, sigma = {results['sigma']:g}", fontsize=10)
@@ -356,11 +317,7 @@ def plot(workdir, results) -> str | None:
 
 
 def write(workdir, results, timings) -> None:
-  common_outputs.write_json(os.path.join(workdir, "results.json"), results)
-  common_outputs.write_csv(
-    os.path.join(workdir, "results.csv"), results["records"], RECORD_FIELDS
-  )
-  common_outputs.write_json(os.path.join(workdir, "timings.json"), timings)
+  horizon_variance.write(workdir, results, timings, RECORD_FIELDS)
 
 
 def validate(results) -> None:
