@@ -568,7 +568,7 @@ class GenericAdapterTest(parameterized.TestCase):
     import sys
 
     program = (
-      "import sys, rgrad, rgrad.interop; "
+      "import sys, rgrad, rgrad.interop, rgrad.interop.numpyro_elbo; "
       "print([m for m in sys.modules if m.split('.')[0] in "
       "('distrax', 'numpyro', 'tensorflow_probability')])"
     )

@@ -60,6 +60,7 @@ def _tfp_rate(d):
   return d.rate if d.rate is not None else jnp.exp(d.log_rate)
 
 
+@functools.cache
 def _converters(library: str) -> dict[type, Any]:
   """Exact foreign class -> (foreign distribution -> rgrad distribution)."""
   if library == "distrax":
