@@ -417,10 +417,12 @@ def exact_cases(problems):
   ]
 
 
+# Marks on absl-parameterized methods do not reach pytest (the generated
+# methods are new functions); a mark on the class does.
+@pytest.mark.slow
 class ExactReferenceTest(parameterized.TestCase):
   """Converted distributions against NumPy's exact gradients."""
 
-  @pytest.mark.slow
   @parameterized.named_parameters(*exact_cases(PROBLEMS))
   def test_unbiased(self, problem, estimator):
     report = converted_report(problem, estimator)
@@ -496,29 +498,6 @@ class GenericAdapterTest(parameterized.TestCase):
       own = call(name, p.function, p.params, p.own, key, 32)
       chex_close(call(name, p.function, p.params, builder, key, 32), own)
 
-  @pytest.mark.slow
-  @parameterized.product(library=LIBRARIES, problem=_GENERIC)
-  def test_unbiased_where_the_draws_differ(self, library, problem):
-    """Elsewhere, exact references and the converted route, in SE.
-
-    Bernoulli (each library thresholds its own uniforms), TFP's Categorical
-    and Gamma: the means against the exact gradient at the power of
-    _TARGET, and against the converted route's within 5 SE of the
-    difference (independent draws).
-    """
-    p = PROBLEMS[problem]()
-    if same_draws(library, p, jax.random.key(6)):
-      self.skipTest("rgrad's draws: test_rows_equal_where_the_draws_are_rgrads")
-    builder = generic_builder(library, p)
-    for name in generic_estimators(p, builder):
-      report = _run(name, p, builder, jax.random.key(5))
-      self.assertTrue(report.passed, report.table())
-      self.assertLessEqual(report.max_detectable, 1.05 * _TARGET[name])
-      own = converted_report(problem, name)
-      for a, b in zip(report.coordinates, own.coordinates, strict=True):
-        z = (a.value - b.value) / np.hypot(a.stderr, b.stderr)
-        self.assertLess(abs(z), 5.0, f"{name} {a.coordinate}: z = {z:.2f}")
-
   @parameterized.product(library=LIBRARIES, problem=_GENERIC)
   def test_inapplicable_estimators_name_the_capability(self, library, problem):
     p = PROBLEMS[problem]()
@@ -579,6 +558,31 @@ class GenericAdapterTest(parameterized.TestCase):
       check=True,
     )
     self.assertEqual(out.stdout.strip(), "[]", out.stderr[-2000:])
+
+
+@pytest.mark.slow
+class GenericAdapterUnbiasedTest(parameterized.TestCase):
+  @parameterized.product(library=LIBRARIES, problem=_GENERIC)
+  def test_unbiased_where_the_draws_differ(self, library, problem):
+    """Elsewhere, exact references and the converted route, in SE.
+
+    Bernoulli (each library thresholds its own uniforms), TFP's Categorical
+    and Gamma: the means against the exact gradient at the power of
+    _TARGET, and against the converted route's within 5 SE of the
+    difference (independent draws).
+    """
+    p = PROBLEMS[problem]()
+    if same_draws(library, p, jax.random.key(6)):
+      self.skipTest("rgrad's draws: test_rows_equal_where_the_draws_are_rgrads")
+    builder = generic_builder(library, p)
+    for name in generic_estimators(p, builder):
+      report = _run(name, p, builder, jax.random.key(5))
+      self.assertTrue(report.passed, report.table())
+      self.assertLessEqual(report.max_detectable, 1.05 * _TARGET[name])
+      own = converted_report(problem, name)
+      for a, b in zip(report.coordinates, own.coordinates, strict=True):
+        z = (a.value - b.value) / np.hypot(a.stderr, b.stderr)
+        self.assertLess(abs(z), 5.0, f"{name} {a.coordinate}: z = {z:.2f}")
 
 
 def chex_close(actual, expected):
@@ -645,7 +649,11 @@ class ContractTest(parameterized.TestCase):
         checks=("output", "bad_inputs"),
       )
 
-  @pytest.mark.slow
+
+@pytest.mark.slow
+class ContractJitAndRobustTest(parameterized.TestCase):
+  """``jit_and_vmap`` and ``robust`` over the adapters (see ContractTest)."""
+
   @parameterized.named_parameters(
     *((name, name, LIBRARIES[i % 3]) for i, name in enumerate(_CONTRACT))
   )

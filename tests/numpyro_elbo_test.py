@@ -190,7 +190,10 @@ class NumpyroElboTest(parameterized.TestCase):
     _, state = ours_grad(_params(), jax.random.key(1), "moving_average", state)
     np.testing.assert_array_equal(state.sites["z"].count, [1, 1, 1])
 
-  @pytest.mark.slow
+
+# A mark on the class: marks on absl-parameterized methods do not reach pytest.
+@pytest.mark.slow
+class NumpyroElboStatisticsTest(parameterized.TestCase):
   @parameterized.parameters("leave_one_out", "moving_average")
   def test_agrees_with_tracegraph_and_exact_with_lower_variance(self, baseline):
     out = runs(_NUM_CALLS)
