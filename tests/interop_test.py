@@ -361,6 +361,34 @@ class ConversionTest(parameterized.TestCase):
         )
       self.assertTrue(names_capability(str(ctx.exception), missing), name)
 
+  @parameterized.named_parameters(
+    *(
+      (name, name)
+      for name in rgrad.registry.BUILTIN_NAMES
+      if rgrad.get_estimator(name).objective != "expectation"
+    )
+  )
+  def test_variational_estimators_same_rows(self, name):
+    # The kit's conjugate-Gaussian problem (rgrad's LogScaleNormal) against
+    # each library's Normal(loc, exp(log_scale)): the same law, the gradient
+    # through exp in the foreign constructor.
+    spec = rgrad.get_estimator(name)
+    problem = testing.reference_problem(spec)
+    key = jax.random.key(8)
+    n = testing.batch_size(spec)
+    own = spec.fn(
+      problem.function, problem.params, problem.dist_builder, key, n
+    )
+    for library in LIBRARIES:
+      theirs = spec.fn(
+        problem.function,
+        problem.params,
+        lambda p, library=library: foreign(library, problem.dist_builder(p)),
+        key,
+        n,
+      )
+      chex_close(theirs, own)
+
 
 def names_capability(message, missing):
   """Whether `message` names one of the `missing` capabilities."""
