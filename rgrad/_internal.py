@@ -148,6 +148,53 @@ def missing_capabilities(dist: Any, capabilities: tuple[str, ...]) -> list:
   return missing
 
 
+# Libraries whose distributions rgrad.interop adapts. An object is recognised
+# by the top-level package of its class's module, so that no library is
+# imported until one of its objects is seen.
+FOREIGN_LIBRARIES = ("distrax", "numpyro", "tensorflow_probability")
+
+
+def foreign_library(dist: Any) -> str | None:
+  """The library in :data:`FOREIGN_LIBRARIES` `dist` comes from, or None."""
+  library = type(dist).__module__.partition(".")[0]
+  return library if library in FOREIGN_LIBRARIES else None
+
+
+def adapt(dist: Any) -> Any:
+  """`dist`, or rgrad's view of it if it is a foreign distribution.
+
+  rgrad's own distributions (and any other object) pass through untouched,
+  at the cost of one string comparison; a distrax, TFP-on-JAX or NumPyro
+  distribution goes through :func:`rgrad.interop.adapt`, imported here and
+  only here, lazily (it imports the foreign library it needs).
+  """
+  if foreign_library(dist) is None:
+    return dist
+  from rgrad.interop import _adapters  # Lazy on purpose: see above.
+
+  return _adapters.adapt(dist)
+
+
+def builder(dist_builder: base.DistBuilder) -> base.DistBuilder:
+  """`dist_builder` composed with :func:`adapt`.
+
+  The one place where estimators turn ``dist_builder(params)`` into
+  something they query: :func:`build` calls it, and so does every
+  ``jax.vjp(dist_builder, params)`` and every ``dist_builder(p).sample``
+  of the estimators, so that a foreign distribution is converted inside the
+  traced function and gradients flow from ``params`` through the foreign
+  constructor into rgrad's distribution. Idempotent.
+  """
+  if getattr(dist_builder, "_rgrad_adapted", False):
+    return dist_builder
+
+  def adapted(params):
+    return adapt(dist_builder(params))
+
+  adapted._rgrad_adapted = True
+  return adapted
+
+
 def build(
   dist_builder: base.DistBuilder,
   params: Any,
@@ -163,7 +210,7 @@ def build(
   """
   check_callable(dist_builder, "dist_builder", name)
   try:
-    dist = dist_builder(params)
+    raw = dist_builder(params)
   except (
     jax.errors.ConcretizationTypeError,
     jax.errors.TracerBoolConversionError,
@@ -174,6 +221,7 @@ def build(
       f"{name}: params do not fit dist_builder; dist_builder(params) raised "
       f"{type(e).__name__}: {e}"
     ) from e
+  dist = adapt(raw)
   missing = missing_capabilities(dist, ("sample",) + tuple(capabilities))
   if missing:
     details = "; ".join(
@@ -181,10 +229,22 @@ def build(
       f"{base.CAPABILITIES[c].summary})"
       for c in missing
     )
+    got = type(dist).__name__
+    if dist is not raw:
+      # Converted to rgrad's family, or wrapped in the generic adapter.
+      view = (
+        f"rgrad.distributions.{got}"
+        if type(dist).__module__.startswith("rgrad.distributions")
+        else "its generic adapter"
+      )
+      got = (
+        f"{type(raw).__module__}.{type(raw).__qualname__} (adapted by "
+        f"rgrad.interop as {view})"
+      )
     raise TypeError(
       f"{name}: dist_builder must return an rgrad distribution (see "
       f"rgrad.distributions) with the capabilities {list(capabilities)}; got "
-      f"{type(dist).__name__}, which lacks {details}."
+      f"{got}, which lacks {details}."
     )
   return dist
 

@@ -80,7 +80,7 @@ def _pull_back(
   params: base.Params, dist_builder: base.DistBuilder, rows: jax.Array
 ) -> base.Params:
   """Per-row gradients w.r.t. the logits ``[m, *logits]`` on ``params``."""
-  dist, pullback = jax.vjp(dist_builder, params)
+  dist, pullback = jax.vjp(_internal.builder(dist_builder), params)
   logits = jax.tree.leaves(dist)[0]
   cotangents = jax.tree.unflatten(
     jax.tree.structure(dist), [rows.astype(logits.dtype)]
@@ -276,7 +276,9 @@ def _relaxed_value_and_grads(
 
   def one_row(draw, noise_row):
     def cost(p):
-      relaxed = dist_builder(p).relaxed_sample(noise_row, temperature)
+      relaxed = _internal.builder(dist_builder)(p).relaxed_sample(
+        noise_row, temperature
+      )
       if hard:
         relaxed = draw + (relaxed - jax.lax.stop_gradient(relaxed))
       return jnp.asarray(function(relaxed))

@@ -280,7 +280,7 @@ def _pulled_back_scores(
   name: str,
 ):
   """Weighted scores at draws (`what` = "xs") or from their noise, on params."""
-  dist, pullback = jax.vjp(dist_builder, params)
+  dist, pullback = jax.vjp(_internal.builder(dist_builder), params)
   _internal.build(lambda _: dist, None, name, ("score",))
   rows = jax.lax.stop_gradient(_internal.check_rows(dist, rows, what, name))
   weights = _internal.check_row_weights(weights, rows.shape[0], name)
@@ -399,7 +399,9 @@ def pathwise_value_and_grads(
   del key
 
   def one_sample(sample_key):
-    x, pullback = jax.vjp(lambda p: dist_builder(p).sample(sample_key), params)
+    x, pullback = jax.vjp(
+      lambda p: _internal.builder(dist_builder)(p).sample(sample_key), params
+    )
     out = []
     for function in functions:
       cost, dx = jax.value_and_grad(lambda x, f=function: jnp.asarray(f(x)))(x)
@@ -531,7 +533,7 @@ def measure_valued_jacobians(
     for i, part in enumerate(parts)
   ]
   cotangents = jax.tree.unflatten(jax.tree.structure(dist), leaves)
-  _, pullback = jax.vjp(dist_builder, params)
+  _, pullback = jax.vjp(_internal.builder(dist_builder), params)
   (jacobians,) = jax.vmap(pullback)(cotangents)
   # A row is NaN if any of its 2 F d costs is not finite (a NaN in one
   # coordinate's cost would otherwise reach only that entry, and an infinite

@@ -108,8 +108,10 @@ def _log_weight_and_grad(
   del key
 
   def log_weight(params: base.Params, key: jax.Array) -> jax.Array:
-    z = dist_builder(params).sample(key)  # [*event_shape]
-    log_q = dist_builder(jax.lax.stop_gradient(params)).log_prob(z)
+    z = _internal.builder(dist_builder)(params).sample(key)  # [*event_shape]
+    log_q = _internal.builder(dist_builder)(
+      jax.lax.stop_gradient(params)
+    ).log_prob(z)
     log_p = log_joint(z)
     if jnp.shape(log_p) != () or jnp.shape(log_q) != ():
       raise ValueError(

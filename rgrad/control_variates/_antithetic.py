@@ -97,7 +97,7 @@ def antithetic_pathwise_jacobians(
   del key
 
   def cost(params, pair_key, reflect):
-    dist = dist_builder(params)
+    dist = _internal.builder(dist_builder)(params)
     x = dist.sample(pair_key)  # loc + scale * eps, differentiable in params
     # The reflected draw 2 loc - x = loc - scale * eps is still a
     # reparameterization, so gradients flow through loc and x alike.

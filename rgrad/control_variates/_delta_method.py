@@ -59,7 +59,7 @@ def _delta_method(
   order: int,
 ) -> ControlVariate:
   """Taylor expansion of `function` at the mean, to first or second order."""
-  mean, _ = _mean_and_covariance(dist_builder(params))
+  mean, _ = _mean_and_covariance(_internal.builder(dist_builder)(params))
   # The expansion point is a constant: h must not depend on the parameters
   # through its coefficients, or the estimators would differentiate them.
   mean = jax.lax.stop_gradient(mean)
@@ -95,7 +95,8 @@ def _delta_method(
   def expected_value(params):
     # E[h] for x ~ N(m', S): with delta = m' - m,
     # f(m) + g.delta + (delta' H delta + tr(H S)) / 2.
-    loc, covariance = _mean_and_covariance(dist_builder(params))
+    dist = _internal.builder(dist_builder)(params)
+    loc, covariance = _mean_and_covariance(dist)
     delta = loc.reshape(-1) - center
     return (
       f0

@@ -197,7 +197,7 @@ def prepare(config, function, params, dist_builder, key, num_samples):
         f"{config.num_latents} relaxed logits, but a draw of "
         f"{type(dist).__name__} has {size}."
       )
-  _, pullback = jax.vjp(dist_builder, params)
+  _, pullback = jax.vjp(_internal.builder(dist_builder), params)
   b, u, v = _draws(dist, key, num_samples)
   return function, dist, pullback, (b, u, v)
 
