@@ -210,9 +210,9 @@ def _experiment_code(target, module, contnode):
   return None
 
 
-# The subpackages whose __all__ every name of must be documented (the interop
-# adapters add "interop" here with their page, see docs/api/index.rst).
+# The subpackages whose __all__ every name of must be documented.
 _PACKAGES = (
+  "interop",
   "distributions",
   "exact",
   "control_variates",

@@ -9,7 +9,7 @@ as it is::
     key, 1000)
 
 Every estimator passes what ``dist_builder`` returns through
-:func:`adapt` (in :func:`rgrad._internal.builder`, the one place where
+:func:`adapt` (in ``rgrad._internal.builder``, the one place where
 estimators turn ``dist_builder(params)`` into something they query, and
 inside the traced function, so that gradients flow from ``params`` through
 the foreign constructor). The families rgrad has (Normal, Bernoulli,
