@@ -105,6 +105,11 @@ from rgrad.variational import stl_jacobians
 from rgrad.variational import vimco_jacobians
 
 # isort: split
+# --- comparing estimators on a user's problem ---
+from rgrad.compare import Comparison
+from rgrad.compare import compare
+
+# isort: split
 # --- diagnostics (exact references, gradient moments) ---
 from rgrad.diagnostics import GradientMoments
 from rgrad.diagnostics import bias_in_stderrs
@@ -202,6 +207,9 @@ __all__ = (
   "dreg_jacobians",
   "stl_jacobians",
   "vimco_jacobians",
+  # comparing estimators
+  "Comparison",
+  "compare",
   # diagnostics
   "GradientMoments",
   "bias_in_stderrs",
