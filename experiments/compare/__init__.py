@@ -1,0 +1,19 @@
+r"""Compare every applicable estimator on a user's problem (issue 16).
+
+``make_problem()`` in an importable module returns ``(function, params,
+dist_builder)``; the command runs :func:`rgrad.compare` on it and writes the
+table to stdout and ``compare.json``, ``compare.csv`` and ``compare.png`` to
+the workdir::
+
+  python -m experiments.compare \
+    --config.problem=experiments.configs.compare_problems:gaussian_quadratic \
+    --workdir=/tmp/rgrad/compare
+
+See :mod:`rgrad.compare` for what is measured (Mohamed et al. 2020,
+Section 3, https://arxiv.org/abs/1906.10652).
+"""
+
+from experiments.compare.experiment import load_problem
+from experiments.compare.experiment import run
+
+__all__ = ("load_problem", "run")

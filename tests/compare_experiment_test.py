@@ -1,0 +1,61 @@
+"""Tests for experiments/compare/ (issue 16's command)."""
+
+import json
+import os
+import tempfile
+
+from absl.testing import absltest
+
+from experiments import compare as compare_experiment
+from experiments.common.config import ConfigError
+from experiments.configs import compare as config_lib
+
+
+def _tiny_config():
+  config = config_lib.get_config()
+  config.problem = "experiments.configs.compare_problems:gaussian_quadratic"
+  config.estimators = "pathwise,score_function"
+  config.num_samples = 2_000
+  config.chunk_size = 500
+  return config
+
+
+class CompareExperimentTest(absltest.TestCase):
+  def test_run_writes_outputs(self):
+    with tempfile.TemporaryDirectory() as workdir:
+      result = compare_experiment.run(_tiny_config(), workdir)
+      for name in ("compare.json", "compare.csv", "compare.png"):
+        self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
+      with open(os.path.join(workdir, "compare.json")) as f:
+        self.assertEqual(json.load(f)["num_samples"], 2_000)
+    self.assertEqual(
+      {e["name"] for e in result["estimators"]}, {"pathwise", "score_function"}
+    )
+
+  def test_problem_that_cannot_be_imported(self):
+    config = _tiny_config()
+    config.problem = "no_such_package.module:make_problem"
+    with self.assertRaisesRegex(ConfigError, "cannot import 'no_such_package"):
+      compare_experiment.run(config, "/tmp/unused")
+
+  def test_problem_without_make_problem(self):
+    config = _tiny_config()
+    config.problem = "experiments.configs.compare_problems:nope"
+    with self.assertRaisesRegex(ConfigError, "no callable 'nope'"):
+      compare_experiment.run(config, "/tmp/unused")
+
+  def test_malformed_problem_spec(self):
+    config = _tiny_config()
+    config.problem = "just_a_module"
+    with self.assertRaisesRegex(ConfigError, "package.module:make_problem"):
+      compare_experiment.run(config, "/tmp/unused")
+
+  def test_unknown_estimator(self):
+    config = _tiny_config()
+    config.estimators = "pathwise,nope"
+    with self.assertRaisesRegex(ConfigError, "config.estimators"):
+      compare_experiment.run(config, "/tmp/unused")
+
+
+if __name__ == "__main__":
+  absltest.main()
