@@ -28,8 +28,10 @@ object of that library is seen; ``pip install rgrad[interop]`` installs all
 three (TFP's JAX substrate needs no TensorFlow).
 
 :func:`rgrad.interop.numpyro_elbo.elbo_loss_and_grad` is an ELBO gradient
-for a NumPyro model/guide pair with rgrad's baselines at the
-non-reparameterized sites, which NumPyro's ``TraceGraph_ELBO`` lacks.
+for a NumPyro model/guide pair with rgrad's baselines (leave-one-out, moving
+average) or the score control variate with per-coordinate optimal
+coefficients at the non-reparameterized sites, which NumPyro's
+``TraceGraph_ELBO`` lacks.
 """
 
 from rgrad.interop._adapters import LIBRARIES
