@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 import tempfile
 
 from absl.testing import absltest
@@ -17,6 +18,7 @@ def _tiny_config():
   config.estimators = "pathwise,score_function"
   config.num_samples = 2_000
   config.chunk_size = 500
+  config.reference = "none"
   return config
 
 
@@ -49,6 +51,57 @@ class CompareExperimentTest(absltest.TestCase):
     config.problem = "just_a_module"
     with self.assertRaisesRegex(ConfigError, "package.module:make_problem"):
       compare_experiment.run(config, "/tmp/unused")
+
+  def test_reference_at_100x(self):
+    config = _tiny_config()
+    config.estimators = "pathwise"
+    config.reference = "lowest_variance_100x"
+    with tempfile.TemporaryDirectory() as workdir:
+      result = compare_experiment.run(config, workdir)
+    self.assertEqual(result["reference"], "pathwise at 200000 samples")
+    self.assertLess(result["estimators"][0]["max_abs_bias_z"], 5.0)
+
+  def test_reference_that_cannot_be_imported(self):
+    config = _tiny_config()
+    config.reference = "no_such_package.module:gradient"
+    with self.assertRaisesRegex(
+      ConfigError, "config.reference: cannot import 'no_such_package"
+    ):
+      compare_experiment.run(config, "/tmp/unused")
+
+  def test_problem_that_fails_on_import(self):
+    # A user's file with an error in it: the error is named, not hidden.
+    with tempfile.TemporaryDirectory() as d:
+      with open(os.path.join(d, "broken_problem.py"), "w") as f:
+        f.write("import numpy\nraise RuntimeError('typo in my problem')\n")
+      sys.path.insert(0, d)
+      try:
+        config = _tiny_config()
+        config.problem = "broken_problem:make_problem"
+        with self.assertRaisesRegex(
+          ConfigError, "cannot import 'broken_problem'.*typo in my problem"
+        ):
+          compare_experiment.run(config, "/tmp/unused")
+      finally:
+        sys.path.remove(d)
+
+  def test_cost_that_is_not_scalar(self):
+    with tempfile.TemporaryDirectory() as d:
+      with open(os.path.join(d, "vector_problem.py"), "w") as f:
+        f.write(
+          "import jax.numpy as jnp\nimport rgrad\n"
+          "def make_problem():\n"
+          "  return (lambda x: x, {'loc': jnp.zeros(3), 'scale': jnp.ones(3)},"
+          " lambda p: rgrad.Normal(p['loc'], p['scale']))\n"
+        )
+      sys.path.insert(0, d)
+      try:
+        config = _tiny_config()
+        config.problem = "vector_problem:make_problem"
+        with self.assertRaisesRegex(ValueError, "must return a scalar"):
+          compare_experiment.run(config, "/tmp/unused")
+      finally:
+        sys.path.remove(d)
 
   def test_unknown_estimator(self):
     config = _tiny_config()

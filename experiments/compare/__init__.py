@@ -13,7 +13,9 @@ See :mod:`rgrad.compare` for what is measured (Mohamed et al. 2020,
 Section 3, https://arxiv.org/abs/1906.10652).
 """
 
+from experiments.compare.experiment import load_callable
 from experiments.compare.experiment import load_problem
+from experiments.compare.experiment import load_reference
 from experiments.compare.experiment import run
 
-__all__ = ("load_problem", "run")
+__all__ = ("load_callable", "load_problem", "load_reference", "run")

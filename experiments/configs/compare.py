@@ -26,5 +26,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Rows per estimator call; the leave-one-out batch.
   config.chunk_size = 1_000
   config.seed = 0
+  # What each estimator's bias is measured against: "none";
+  # "lowest_variance_100x" (rgrad.comparison.REFERENCE_100X: the
+  # lowest-variance unbiased estimator at 100x the samples); or
+  # "package.module:gradient", called with params, the exact gradient.
+  config.reference = "lowest_variance_100x"
+  # Timed blocks after the warm-up block (rgrad.compare's num_timing_repeats).
+  config.num_timing_repeats = 5
   config.x64 = True
   return config
