@@ -422,6 +422,12 @@ def compare(
       e.work_variance if math.isfinite(e.work_variance) else math.inf
     )
   )
+  mesh = diagnostics.default_mesh() if mesh is None else mesh
   return Comparison(
-    tuple(results), skipped, num_samples, chunk_size, description
+    tuple(results),
+    skipped,
+    num_samples,
+    chunk_size,
+    description,
+    int(mesh.devices.size),
   )

@@ -140,6 +140,7 @@ class Comparison:
     reference: what the bias is measured against: ``"none"``,
       ``"exact"``, or ``"<estimator> at <n> samples"`` (the lowest-variance
       unbiased estimator, rerun with independent draws).
+    num_devices: the devices the moments engine sharded the chunks over.
   """
 
   estimators: tuple[EstimatorStats, ...]
@@ -147,6 +148,7 @@ class Comparison:
   num_samples: int
   chunk_size: int
   reference: str = "none"
+  num_devices: int = 1
 
   def table(self) -> str:
     """A plain-text table sorted by work-normalised variance."""
@@ -167,7 +169,8 @@ class Comparison:
       lines.append(f"{name:<30} not compared: {reason}")
     lines.append(
       f"{self.num_samples} samples per estimator, chunks of "
-      f"{self.chunk_size}; |z| against: {self.reference}."
+      f"{self.chunk_size}, on {self.num_devices} device(s); |z| against: "
+      f"{self.reference}."
     )
     return "\n".join(lines)
 
@@ -176,6 +179,7 @@ class Comparison:
       "num_samples": self.num_samples,
       "chunk_size": self.chunk_size,
       "reference": self.reference,
+      "num_devices": self.num_devices,
       "estimators": [dataclasses.asdict(e) for e in self.estimators],
       "skipped": dict(self.skipped),
     }
@@ -197,6 +201,7 @@ class Comparison:
       data["num_samples"],
       data["chunk_size"],
       data["reference"],
+      data["num_devices"],
     )
 
   def to_csv(self, path: str | None = None) -> str:

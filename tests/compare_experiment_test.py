@@ -2,14 +2,18 @@
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
+import numpy as np
 from absl.testing import absltest
 
 from experiments import compare as compare_experiment
 from experiments.common.config import ConfigError
 from experiments.configs import compare as config_lib
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tiny_config():
@@ -20,6 +24,48 @@ def _tiny_config():
   config.chunk_size = 500
   config.reference = "none"
   return config
+
+
+class FourDevicesTest(absltest.TestCase):
+  def test_command_on_four_devices_gives_the_one_device_numbers(self):
+    # The command line, as a user runs it, in a subprocess with four CPU
+    # devices (XLA flags are read when JAX starts); the chunks are sharded
+    # over them and the sums merged in device order, so the moments are
+    # those of the one-device run here, to roundoff.
+    config = _tiny_config()
+    with tempfile.TemporaryDirectory() as d:
+      env = dict(os.environ)
+      env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+      env["JAX_PLATFORMS"] = "cpu"
+      env["PYTHONPATH"] = _REPO + os.pathsep + env.get("PYTHONPATH", "")
+      four = subprocess.run(
+        [
+          sys.executable,
+          "-m",
+          "experiments.compare",
+          f"--workdir={d}/four",
+          f"--config.problem={config.problem}",
+          f"--config.estimators={config.estimators}",
+          f"--config.num_samples={config.num_samples}",
+          f"--config.chunk_size={config.chunk_size}",
+          "--config.reference=none",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+      )
+      self.assertEqual(four.returncode, 0, four.stderr[-3000:])
+      self.assertIn("pathwise", four.stdout)
+      with open(os.path.join(d, "four", "compare.json")) as f:
+        got = json.load(f)
+      want = compare_experiment.run(config, os.path.join(d, "one"))
+    self.assertEqual((got["num_devices"], want["num_devices"]), (4, 1))
+    for a, b in zip(got["estimators"], want["estimators"], strict=True):
+      self.assertEqual(a["name"], b["name"])
+      for la, lb in zip(a["leaves"], b["leaves"], strict=True):
+        for field in ("mean", "variance", "variance_stderr"):
+          np.testing.assert_allclose(la[field], lb[field], rtol=1e-10)
 
 
 class CompareExperimentTest(absltest.TestCase):
