@@ -248,8 +248,8 @@ def compare(
       NumPyro one, through :mod:`rgrad.interop`).
     key: PRNG key, consumed.
     estimators: ``"all"`` (every registered estimator; those that do not
-      apply are listed in :attr:`Comparison.skipped` with the reason) or a
-      sequence of registered names.
+      apply are listed in :attr:`~rgrad.comparison.Comparison.skipped` with
+      the reason) or a sequence of registered names.
     num_samples: rows per estimator, a multiple of ``chunk_size``.
     chunk_size: rows per estimator call (the leave-one-out batch), an int
       >= 1, clipped to ``num_samples``; even for pairs.

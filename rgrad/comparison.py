@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 
-# ``rgrad.compare(..., reference=REFERENCE_100X)``: measure the bias against
-# the lowest-variance unbiased estimator rerun at ``reference_factor`` (100)
-# times the samples.
+#: ``rgrad.compare(..., reference=REFERENCE_100X)``: measure the bias against
+#: the lowest-variance unbiased estimator rerun at ``reference_factor`` (100)
+#: times the samples.
 REFERENCE_100X = "lowest_variance_100x"
 
 

@@ -620,10 +620,11 @@ def compile_moments(
 ) -> Callable[[chex.PRNGKey, Any], MomentSums]:
   r"""The engine's program for fixed sizes, compiled now, to run many times.
 
-  For callers that time the engine or run it in blocks (:func:`rgrad.
-  compare` does both with one compilation): :func:`stream_moments` lowered
-  at the shapes of ``key`` and ``args`` and compiled, wrapped so that, as in
-  :func:`moments`, a multi-process run passes its inputs as host values.
+  For callers that time the engine or run it in blocks
+  (:func:`rgrad.compare` does both with one compilation):
+  :func:`stream_moments` lowered at the shapes of ``key`` and ``args`` and
+  compiled, wrapped so that, as in :func:`moments`, a multi-process run
+  passes its inputs as host values.
   The returned ``program(key, args)`` gives the :class:`MomentSums` of
   ``num_samples`` samples (combine blocks with :func:`merge_moment_sums`,
   then :func:`finalize_moments`); a different shape or dtype of ``args``
