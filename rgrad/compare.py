@@ -74,12 +74,9 @@ import numpy as np
 
 from rgrad import _internal
 from rgrad import base
+from rgrad import comparison
 from rgrad import diagnostics
 from rgrad import registry
-from rgrad.comparison import REFERENCE_100X
-from rgrad.comparison import Comparison
-from rgrad.comparison import EstimatorStats
-from rgrad.comparison import LeafStats
 
 NAME = "compare"
 
@@ -169,7 +166,9 @@ def _snr(mean: np.ndarray, se: np.ndarray, trace: float) -> float:
   return float((mean @ mean - se @ se) / trace) if trace > 0 else math.inf
 
 
-def _leaf_stats(m, reference, reference_se, paths) -> list[LeafStats]:
+def _leaf_stats(
+  m, reference, reference_se, paths
+) -> list[comparison.LeafStats]:
   leaves = []
   fields = [jax.tree.leaves(t) for t in (m.mean, m.stderr, m.variance)]
   var_se = jax.tree.leaves(m.variance_stderr)
@@ -183,7 +182,7 @@ def _leaf_stats(m, reference, reference_se, paths) -> list[LeafStats]:
       z = _flat(diagnostics.z_score(mean, reference[i], combined)).tolist()
     trace = float(var.sum())
     leaves.append(
-      LeafStats(
+      comparison.LeafStats(
         leaf=path,
         mean=mean.tolist(),
         stderr=se.tolist(),
@@ -233,7 +232,7 @@ def compare(
   num_timing_repeats: int = 5,
   mesh: jax.sharding.Mesh | None = None,
   progress: Callable[[str], None] | None = None,
-) -> Comparison:
+) -> comparison.Comparison:
   r"""Bias, variance, SNR and cost of every applicable estimator.
 
   See the module docstring for what is measured and how. Each estimator
@@ -289,10 +288,10 @@ def compare(
   function = _internal.check_scalar_cost(function, dist, draw_key, NAME)
   dim = int(np.prod(jax.eval_shape(dist.sample, draw_key).shape))
   at_100x = isinstance(reference, str)
-  if at_100x and reference != REFERENCE_100X:
+  if at_100x and reference != comparison.REFERENCE_100X:
     raise ValueError(
       f"{NAME}: reference must be None, a pytree like params or "
-      f"{REFERENCE_100X!r}, got {reference!r}."
+      f"{comparison.REFERENCE_100X!r}, got {reference!r}."
     )
   if not at_100x and reference is not None:
     if jax.tree.structure(reference) != jax.tree.structure(params):
@@ -316,8 +315,8 @@ def compare(
     )
   if at_100x and not any(s.unbiased for s in specs.values()):
     raise ValueError(
-      f"{NAME}: reference={REFERENCE_100X!r} needs an unbiased estimator; "
-      f"the compared ones ({', '.join(specs)}) are all biased."
+      f"{NAME}: reference={comparison.REFERENCE_100X!r} needs an unbiased "
+      f"estimator; the compared ones ({', '.join(specs)}) are all biased."
     )
   _check_sizes(specs, num_samples, chunk_size)
   blocks = num_blocks(num_samples // chunk_size, num_timing_repeats)
@@ -349,9 +348,15 @@ def compare(
     m = diagnostics.finalize_moments(sums, num_samples // unit, True)
     runs[name] = (program, diagnostics.per_row(m, unit), times, unit)
     if progress is not None:
+      units = num_samples // unit
       progress(
         f"{NAME}: {name}: {num_samples} rows in {blocks} blocks, "
         f"{1e6 * statistics.median(times) / block_rows:.4g} us/row"
+        + (
+          f"; only {units} independent units, the variance's SE is rough"
+          if units < comparison.MIN_UNITS
+          else ""
+        )
       )
 
   ref, ref_se, description = None, None, "none"
@@ -384,19 +389,20 @@ def compare(
     description = "exact"
 
   results = []
-  for name, (_, m, times, _) in runs.items():
+  for name, (_, m, times, unit) in runs.items():
     spec = specs[name]
     leaves = _leaf_stats(m, ref, ref_se, paths)
     sps = statistics.median(times) / block_rows
     trace = sum(s.trace_variance for s in leaves)
     trace_se = sum(s.trace_variance_stderr for s in leaves)
     results.append(
-      EstimatorStats(
+      comparison.EstimatorStats(
         name=name,
         summary=spec.summary,
         unbiased=spec.unbiased,
         rows=spec.rows,
         num_samples=m.num_samples,
+        num_units=m.num_samples // unit,
         num_nonfinite=int(m.num_nonfinite),
         trace_variance=trace,
         trace_variance_stderr=trace_se,
@@ -423,7 +429,7 @@ def compare(
     )
   )
   mesh = diagnostics.default_mesh() if mesh is None else mesh
-  return Comparison(
+  return comparison.Comparison(
     tuple(results),
     skipped,
     num_samples,

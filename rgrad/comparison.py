@@ -27,6 +27,12 @@ import numpy as np
 #: times the samples.
 REFERENCE_100X = "lowest_variance_100x"
 
+#: Below this many independent units (rows, pairs or leave-one-out batches)
+#: the fourth-moment standard error of a variance is itself too noisy to
+#: trust (measured: 20 leave-one-out batches put exact variances 4.5 of
+#: their estimated SEs away); :meth:`Comparison.table` flags such rows.
+MIN_UNITS = 100
+
 
 @dataclasses.dataclass(frozen=True)
 class LeafStats:
@@ -68,6 +74,7 @@ class EstimatorStats:
     rows: the registry's row structure (``"iid"``, ``"pairs"``,
       ``"groups"``).
     num_samples: rows measured.
+    num_units: independent units measured (rows, pairs or batches).
     num_nonfinite: independent units with a non-finite entry.
     trace_variance: the sum over leaves of :attr:`LeafStats.trace_variance`.
     trace_variance_stderr: the sum of the leaves' (conservative).
@@ -88,6 +95,7 @@ class EstimatorStats:
   unbiased: bool
   rows: str
   num_samples: int
+  num_units: int
   num_nonfinite: int
   trace_variance: float
   trace_variance_stderr: float
@@ -151,22 +159,34 @@ class Comparison:
   num_devices: int = 1
 
   def table(self) -> str:
-    """A plain-text table sorted by work-normalised variance."""
+    """A plain-text table sorted by work-normalised variance.
+
+    A ``*`` after the variance marks fewer than :data:`MIN_UNITS`
+    independent units (its standard error is rough).
+    """
     head = (
       f"{'estimator':<30} {'bias':>6} {'trace var':>21} {'SNR':>9} "
       f"{'us/sample':>10} {'evals':>6} {'work var':>10} {'|z|max':>7}"
     )
     lines = [head, "-" * len(head)]
+    few = False
     for e in self.estimators:
       z = "" if e.max_abs_bias_z is None else f"{e.max_abs_bias_z:.1f}"
+      mark = "*" if e.num_units < MIN_UNITS else " "
+      few = few or mark == "*"
       lines.append(
         f"{e.name:<30} {'' if e.unbiased else 'biased':>6} "
-        f"{e.trace_variance:>10.4g} ± {e.trace_variance_stderr:<8.2g} "
+        f"{e.trace_variance:>10.4g}{mark}± {e.trace_variance_stderr:<8.2g} "
         f"{e.snr:>9.3g} {1e6 * e.seconds_per_sample:>10.4g} "
         f"{e.cost_evaluations:>6d} {e.work_variance:>10.4g} {z:>7}"
       )
     for name, reason in self.skipped.items():
       lines.append(f"{name:<30} not compared: {reason}")
+    if few:
+      lines.append(
+        f"* fewer than {MIN_UNITS} independent units (pairs, leave-one-out "
+        "batches): the variance's SE is rough; use more samples."
+      )
     lines.append(
       f"{self.num_samples} samples per estimator, chunks of "
       f"{self.chunk_size}, on {self.num_devices} device(s); |z| against: "

@@ -107,6 +107,35 @@ class CompareExperimentTest(absltest.TestCase):
     self.assertEqual(result["reference"], "pathwise at 200000 samples")
     self.assertLess(result["estimators"][0]["max_abs_bias_z"], 5.0)
 
+  def test_exact_reference_from_the_problem_module(self):
+    config = _tiny_config()
+    config.reference = "exact"
+    with tempfile.TemporaryDirectory() as workdir:
+      result = compare_experiment.run(config, workdir)
+    self.assertEqual(result["reference"], "exact")
+    for e in result["estimators"]:
+      self.assertLess(e["max_abs_bias_z"], 5.0, e["name"])
+
+  def test_exact_reference_missing(self):
+    with tempfile.TemporaryDirectory() as d:
+      with open(os.path.join(d, "no_gradient_problem.py"), "w") as f:
+        f.write(
+          "from experiments.configs import compare_problems\n"
+          "def make_problem():\n"
+          "  return compare_problems.gaussian_quadratic(dim=3)\n"
+        )
+      sys.path.insert(0, d)
+      try:
+        config = _tiny_config()
+        config.problem = "no_gradient_problem:make_problem"
+        config.reference = "exact"
+        with self.assertRaisesRegex(
+          ConfigError, "needs make_problem_gradient.*'lowest_variance_100x'"
+        ):
+          compare_experiment.run(config, "/tmp/unused")
+      finally:
+        sys.path.remove(d)
+
   def test_reference_that_cannot_be_imported(self):
     config = _tiny_config()
     config.reference = "no_such_package.module:gradient"

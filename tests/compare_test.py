@@ -303,6 +303,25 @@ class CompileAndReferenceTest(absltest.TestCase):
     self.assertGreater(biased.estimators[0].max_abs_bias_z, 5.0)
     self.assertEqual(biased.reference, "exact")
 
+  def test_few_units_flagged(self):
+    # 4 leave-one-out batches of 500: 4 independent units, flagged.
+    result = rgrad.compare(
+      _PROBLEM.function,
+      _PROBLEM.params,
+      _PROBLEM.dist_builder,
+      jax.random.key(6),
+      estimators=("leave_one_out", "pathwise"),
+      num_samples=2_000,
+      chunk_size=500,
+      num_timing_repeats=1,
+    )
+    units = {e.name: e.num_units for e in result.estimators}
+    self.assertEqual(units, {"leave_one_out": 4, "pathwise": 2_000})
+    rows = {line.split()[0]: line for line in result.table().splitlines()}
+    self.assertIn("*±", rows["leave_one_out"])
+    self.assertNotIn("*", rows["pathwise"])
+    self.assertIn("fewer than 100 independent units", result.table())
+
   def test_num_blocks(self):
     self.assertEqual(_compare_module.num_blocks(20, 5), 10)
     self.assertEqual(_compare_module.num_blocks(20, 3), 4)

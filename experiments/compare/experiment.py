@@ -16,6 +16,8 @@ from rgrad import comparison
 
 # config.reference values that are not "module:function".
 NO_REFERENCE = "none"
+# The problem's sibling: "pkg.mod:make" -> "pkg.mod:make_gradient".
+EXACT_REFERENCE = "exact"
 
 
 def load_callable(
@@ -64,13 +66,32 @@ def load_problem(spec: Any) -> tuple[Any, Any, Any]:
   return problem
 
 
-def load_reference(spec: Any, params: Any) -> Any:
-  """config.reference: None, :data:`rgrad.comparison.REFERENCE_100X`, or
-  ``"module:gradient"`` called with ``params`` (the exact gradient)."""
+def load_reference(spec: Any, problem: str, params: Any) -> Any:
+  """config.reference -> the `reference` argument of :func:`rgrad.compare`.
+
+  ``"none"``: None. ``"lowest_variance_100x"``
+  (:data:`rgrad.comparison.REFERENCE_100X`): as is. ``"exact"``: the exact
+  gradient from the problem's sibling function, ``<make_problem>_gradient``
+  in the same module, called with ``params``. ``"module:gradient"``: that
+  function, called with ``params``.
+
+  Raises:
+    experiments.common.config.ConfigError: as :func:`load_callable`.
+  """
   if spec == NO_REFERENCE:
     return None
   if spec == comparison.REFERENCE_100X:
     return spec
+  if spec == EXACT_REFERENCE:
+    module_name, attr = str(problem).split(":")
+    module = importlib.import_module(module_name)  # load_problem imported it
+    if not callable(getattr(module, attr + "_gradient", None)):
+      raise config_lib.ConfigError(
+        f"config.reference='exact' needs {attr}_gradient(params) in "
+        f"{module_name!r}, the exact gradient; without one, set "
+        "config.reference to 'none' or 'lowest_variance_100x'."
+      )
+    spec = f"{module_name}:{attr}_gradient"
   gradient = load_callable(spec, "reference", "package.module:gradient")
   return gradient(params)
 
@@ -102,7 +123,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       estimators, "estimators", tuple(rgrad.ESTIMATORS)
     )
   function, params, dist_builder = load_problem(config.problem)
-  reference = load_reference(config.reference, params)
+  reference = load_reference(config.reference, config.problem, params)
   outputs.make_workdir(workdir)
   logging.info("compare: %s, %d samples per estimator", config.problem,
                num_samples)  # fmt: skip
