@@ -106,8 +106,8 @@ from rgrad.variational import vimco_jacobians
 
 # isort: split
 # --- comparing estimators on a user's problem ---
-from rgrad.compare import Comparison
 from rgrad.compare import compare
+from rgrad.comparison import Comparison
 
 # isort: split
 # --- diagnostics (exact references, gradient moments) ---

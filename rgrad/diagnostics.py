@@ -608,6 +608,72 @@ def row_structure(
   return fn, rows, group_size
 
 
+def compile_moments(
+  chunk_fn: ChunkFn,
+  key: chex.PRNGKey,
+  args: Any,
+  *,
+  num_samples: int,
+  chunk_size: int,
+  higher_moments: bool = False,
+  mesh: jax.sharding.Mesh | None = None,
+) -> Callable[[chex.PRNGKey, Any], MomentSums]:
+  r"""The engine's program for fixed sizes, compiled now, to run many times.
+
+  For callers that time the engine or run it in blocks
+  (:func:`rgrad.compare` does both with one compilation):
+  :func:`stream_moments` lowered at the shapes of ``key`` and ``args`` and
+  compiled, wrapped so that, as in :func:`moments`, a multi-process run
+  passes its inputs as host values.
+  The returned ``program(key, args)`` gives the :class:`MomentSums` of
+  ``num_samples`` samples (combine blocks with :func:`merge_moment_sums`,
+  then :func:`finalize_moments`); a different shape or dtype of ``args``
+  is an error, not a recompilation.
+
+  Args:
+    chunk_fn: as for :func:`moments`.
+    key: a PRNG key of the kind the program will take (its value unused).
+    args: a pytree of arrays like those the program will take.
+    num_samples: samples per run, an int >= 1.
+    chunk_size: samples per chunk, an int >= 1; clipped to ``num_samples``.
+    higher_moments: also accumulate the third and fourth central sums.
+    mesh: as for :func:`moments`.
+
+  Returns:
+    ``program(key, args) -> MomentSums``.
+
+  Raises:
+    TypeError: ``chunk_fn`` not callable, or counts that are not ints.
+    ValueError: counts < 1, or a ``chunk_fn`` output that is not a pytree of
+      floating arrays with a leading axis of the chunk size.
+  """
+  name = "compile_moments"
+  _internal.check_callable(chunk_fn, "chunk_fn", name)
+  num_samples = _internal.check_int(num_samples, name)
+  chunk_size = min(
+    _internal.check_int(chunk_size, name, what="chunk_size"), num_samples
+  )
+  multi_process = jax.process_count() > 1
+  if multi_process:
+    key, args = jax.tree.map(_host_value, (key, args))
+  compiled = stream_moments.lower(
+    key,
+    args,
+    chunk_fn=chunk_fn,
+    num_samples=num_samples,
+    chunk_size=chunk_size,
+    higher_moments=higher_moments,
+    mesh=mesh,
+  ).compile()
+
+  def program(key: chex.PRNGKey, args: Any) -> MomentSums:
+    if multi_process:
+      key, args = jax.tree.map(_host_value, (key, args))
+    return compiled(key, args)
+
+  return program
+
+
 def gradient_moments(
   estimator: base.Estimator | str,
   function: base.CostFunction,
