@@ -1,4 +1,4 @@
-r"""Compare every applicable estimator on a user's problem (issue 16).
+r"""Compare every applicable estimator on a user's problem.
 
 ``make_problem()`` in an importable module returns ``(function, params,
 dist_builder)``; the command runs :func:`rgrad.compare` on it and writes the
