@@ -3,8 +3,6 @@
 import csv
 import json
 import os
-import shutil
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +14,7 @@ from experiments import bernoulli_toy
 from experiments.bernoulli_toy import references
 from experiments.common import config as config_lib
 from experiments.configs import bernoulli_toy as toy_config
+from tests import workdirs
 
 # The smoke run trains the stateful REBAR (its state carried through the
 # scan, its exact moments from that state): the costliest path, ~13 CPU-s
@@ -43,14 +42,9 @@ class BernoulliToyRunTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp()
+    cls.workdir = workdirs.class_tempdir(cls)
     cls.config = _tiny_config()
     cls.results = bernoulli_toy.run(cls.config, cls.workdir)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.workdir, ignore_errors=True)
-    super().tearDownClass()
 
   def test_results_file_matches_schema_and_return(self):
     with open(os.path.join(self.workdir, "results.json")) as f:

@@ -189,6 +189,7 @@ class ReferenceTest(parameterized.TestCase):
     ref.check_mc(pull(grad4), m4, 0.03, 0.03, "straight_through k=4")
 
 
+@pytest.mark.slow
 class EstimatorTest(parameterized.TestCase):
   """The registered estimators on OneHotCategorical against the reference."""
 
@@ -200,7 +201,6 @@ class EstimatorTest(parameterized.TestCase):
     # gradient_moments' variance is the effective per-row one: K x unit's.
     return eta, cost, m.mean, m.variance * k_batch, k_batch
 
-  @pytest.mark.slow
   @parameterized.parameters(
     ("score_function", False),
     ("leave_one_out", False),
@@ -238,9 +238,13 @@ class EstimatorTest(parameterized.TestCase):
     )
     self.assertLess(report.max_detectable, 0.2)
 
+
+class EstimatorBiasAndShapeTest(absltest.TestCase):
+  """The relaxations' bias is visible; shapes under jit and vmap."""
+
   def test_relaxations_are_biased_detectably(self):
     # The exact relaxed means differ from the gradient by far more than the
-    # 5% the tests above resolve: they would catch an estimator that
+    # 5% EstimatorTest resolves: they would catch an estimator that
     # silently became the score function (or the reverse).
     _, grad = exact.one_hot_categorical_expectation(_cost, _ETA)
     for name in ("concrete", "straight_through"):

@@ -138,6 +138,7 @@ def _scaled(spec: rgrad.EstimatorSpec, factor: float) -> rgrad.EstimatorSpec:
   return spec._replace(fn=lambda *args: scale(spec.fn(*args)))
 
 
+@pytest.mark.slow
 class MutationTest(parameterized.TestCase):
   """Each estimator scaled by 0.95 or 1.05 fails the unbiasedness check.
 
@@ -146,7 +147,6 @@ class MutationTest(parameterized.TestCase):
   measures the detection rate over 200 seeds.
   """
 
-  @pytest.mark.slow
   @parameterized.parameters(
     *[
       (name, 0.95 if i % 2 else 1.05)

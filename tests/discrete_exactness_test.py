@@ -540,8 +540,8 @@ def _leaf(coordinate):
   return coordinate.split("'")[1]
 
 
+@pytest.mark.slow
 class DiscreteExactnessTest(parameterized.TestCase):
-  @pytest.mark.slow
   @parameterized.named_parameters(*((name, name) for name in CASES))
   def test_mean_and_variance(self, name):
     case = CASES[name]

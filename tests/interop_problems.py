@@ -31,48 +31,22 @@ LIBRARIES = ("distrax", "tfp", "numpyro")
 # ---------------------------------------------------------------------------
 
 
-def normal(library, loc, scale):
-  return {
-    "distrax": distrax.Normal,
-    "tfp": tfd.Normal,
-    "numpyro": numpyro_dist.Normal,
-  }[library](loc, scale)
+_MODULES = {"distrax": distrax, "tfp": tfd, "numpyro": numpyro_dist}
 
 
-def gamma(library, concentration, rate):
-  return {
-    "distrax": distrax.Gamma,
-    "tfp": tfd.Gamma,
-    "numpyro": numpyro_dist.Gamma,
-  }[library](concentration, rate)
-
-
-def bernoulli(library, *, logits=None, probs=None):
-  cls = {
-    "distrax": distrax.Bernoulli,
-    "tfp": tfd.Bernoulli,
-    "numpyro": numpyro_dist.Bernoulli,
-  }[library]
-  return cls(logits=logits, probs=probs)
-
-
-def categorical(library, *, logits=None, probs=None):
-  cls = {
-    "distrax": distrax.Categorical,
-    "tfp": tfd.Categorical,
-    "numpyro": numpyro_dist.Categorical,
-  }[library]
-  return cls(logits=logits, probs=probs)
+def make(library, family, *args, **kwargs):
+  """`library`'s distribution `family` (the three spell the names alike)."""
+  return getattr(_MODULES[library], family)(*args, **kwargs)
 
 
 def foreign(library, dist):
   """rgrad's `dist` rebuilt in `library` (anything else unchanged)."""
   if isinstance(dist, rgrad.Normal):
-    return normal(library, dist.loc, dist.scale)
+    return make(library, "Normal", dist.loc, dist.scale)
   if isinstance(dist, rgrad.LogScaleNormal):
-    return normal(library, dist.loc, jnp.exp(dist.log_scale))
+    return make(library, "Normal", dist.loc, jnp.exp(dist.log_scale))
   if isinstance(dist, rgrad.Bernoulli):
-    return bernoulli(library, logits=dist.logits)
+    return make(library, "Bernoulli", logits=dist.logits)
   return dist
 
 
@@ -113,7 +87,7 @@ def normal_problem():
     ref.function,
     ref.params,
     ref.dist_builder,
-    lambda lib, p: normal(lib, p["loc"], p["scale"]),
+    lambda lib, p: make(lib, "Normal", p["loc"], p["scale"]),
     ref.gradient,
     variances=ref.variances,
   )
@@ -142,26 +116,46 @@ def _bernoulli_gradient_logits():
   return (probs * costs) @ (states - p)
 
 
+def _discrete_problem(family, parameterization, cost, law, gradient, to_logits):
+  """`family` ("Bernoulli", "Categorical") in logits or in probs.
+
+  Args:
+    family: the name of rgrad's class and of each library's.
+    parameterization: "logits" or "probs", the params' one field.
+    cost: the cost of a draw.
+    law: ``{"logits": ..., "probs": ...}``, one law both ways.
+    gradient: ``{"logits": ..., "probs": ...}``, d/d each of E f.
+    to_logits: rgrad's logits from the probs.
+  """
+  field = parameterization
+
+  def own(q):
+    x = q[field]
+    return getattr(rgrad, family)(x if field == "logits" else to_logits(x))
+
+  return Problem(
+    f"{family.lower()}_{field}",
+    cost,
+    {field: jnp.asarray(law[field])},
+    own,
+    lambda lib, q: make(lib, family, **{field: q[field]}),
+    {field: gradient[field]},
+  )
+
+
 def bernoulli_problem(parameterization):
   g = _bernoulli_gradient_logits()
-  if parameterization == "logits":
-    return Problem(
-      "bernoulli_logits",
-      _bernoulli_cost,
-      {"logits": jnp.asarray(_LOGITS)},
-      lambda p: rgrad.Bernoulli(p["logits"]),
-      lambda lib, p: bernoulli(lib, logits=p["logits"]),
-      {"logits": g},
-    )
   p = _sigmoid(_LOGITS)
+  law = {"logits": _LOGITS, "probs": p}
   # d logit / dp = 1 / (p (1 - p)).
-  return Problem(
-    "bernoulli_probs",
+  gradient = {"logits": g, "probs": g / (p * (1.0 - p))}
+  return _discrete_problem(
+    "Bernoulli",
+    parameterization,
     _bernoulli_cost,
-    {"probs": jnp.asarray(p)},
-    lambda q: rgrad.Bernoulli(jnp.log(q["probs"]) - jnp.log1p(-q["probs"])),
-    lambda lib, q: bernoulli(lib, probs=q["probs"]),
-    {"probs": g / (p * (1.0 - p))},
+    law,
+    gradient,
+    lambda q: jnp.log(q) - jnp.log1p(-q),
   )
 
 
@@ -194,24 +188,12 @@ def _categorical_gradient_logits():
 
 def categorical_problem(parameterization):
   g, p = _categorical_gradient_logits()
-  if parameterization == "logits":
-    return Problem(
-      "categorical_logits",
-      _categorical_cost,
-      {"logits": jnp.asarray(_CAT_LOGITS)},
-      lambda q: rgrad.Categorical(q["logits"]),
-      lambda lib, q: categorical(lib, logits=q["logits"]),
-      {"logits": g},
-    )
   # With logits = log p (unnormalized: the law reads p / sum p),
   # d/dp_j = g_j / p_j.
-  return Problem(
-    "categorical_probs",
-    _categorical_cost,
-    {"probs": jnp.asarray(p)},
-    lambda q: rgrad.Categorical(jnp.log(q["probs"])),
-    lambda lib, q: categorical(lib, probs=q["probs"]),
-    {"probs": g / p},
+  law = {"logits": _CAT_LOGITS, "probs": p}
+  gradient = {"logits": g, "probs": g / p}
+  return _discrete_problem(
+    "Categorical", parameterization, _categorical_cost, law, gradient, jnp.log
   )
 
 
@@ -240,7 +222,7 @@ def gamma_problem():
     _gamma_cost,
     {"concentration": jnp.asarray(a), "rate": jnp.asarray(b)},
     lambda p: rgrad.Gamma(p["concentration"], p["rate"]),
-    lambda lib, p: gamma(lib, p["concentration"], p["rate"]),
+    lambda lib, p: make(lib, "Gamma", p["concentration"], p["rate"]),
     {
       "concentration": dm_da * (1.0 + 0.5 * other),
       "rate": dm_db * (1.0 + 0.5 * other),

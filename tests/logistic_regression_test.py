@@ -2,8 +2,6 @@
 
 import json
 import os
-import shutil
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -47,14 +45,9 @@ class RunTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp()
+    cls.workdir = workdirs.class_tempdir(cls)
     cls.config = _tiny_config()
     cls.result = lr.run(cls.config, cls.workdir)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.workdir, ignore_errors=True)
-    super().tearDownClass()
 
   def test_schema(self):
     with open(os.path.join(self.workdir, "results.json")) as f:
@@ -105,9 +98,7 @@ class RunTest(absltest.TestCase):
       strict=True,
     ):
       np.testing.assert_array_equal(a, b)
-    drop = lambda rows: [
-      {k: v for k, v in r.items() if k != "wall_time_s"} for r in rows
-    ]
+    drop = workdirs.drop_time
     for section in ("variance", "evaluation"):
       self.assertEqual(
         drop(resumed["results"][section]["score_function_cv_online"]),

@@ -14,7 +14,6 @@ total propagation (O(1/N) bias by construction) is left out of it.
 import json
 import math
 import os
-import tempfile
 
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +24,7 @@ from experiments.common import config as config_lib
 from experiments.configs import lqr as lqr_config
 from rgrad import exact
 from rgrad import rl
+from tests import workdirs
 
 
 def _tiny(**overrides):
@@ -44,7 +44,7 @@ class LQRExperimentTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp()
+    cls.workdir = workdirs.class_tempdir(cls)
     cls.results = lqr.run(_tiny(plot=True), cls.workdir)
 
   def test_outputs_and_schema(self):
@@ -103,14 +103,14 @@ class LQRExperimentTest(absltest.TestCase):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
   def test_deterministic(self):
-    again = lqr.run(_tiny(), tempfile.mkdtemp())
+    again = lqr.run(_tiny(), workdirs.tempdir(self))
     self.assertEqual(again["records"], self.results["records"])
 
   def test_resume(self):
     # Killed after 5 of the 16 cells, restarted with the same flags: only
     # the other 15 are measured, and the records are the uninterrupted
     # run's, bit for bit.
-    workdir = tempfile.mkdtemp()
+    workdir = workdirs.tempdir(self)
     self.assertIsNone(lqr.run(_tiny(), workdir, stop_after_cells=5))
     self.assertLen(os.listdir(os.path.join(workdir, "cells")), 5)
     resumed = lqr.run(_tiny(), workdir)

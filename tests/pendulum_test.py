@@ -25,7 +25,6 @@ r"""Tests for the Pendulum-v1 part of experiments/policy_gradient.
 
 import json
 import os
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +61,7 @@ class PendulumRunTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp()
+    cls.workdir = workdirs.class_tempdir(cls)
     cls.results = policy_gradient.run(_tiny(plot=True), cls.workdir)["results"]
 
   def test_outputs_and_schema(self):
@@ -102,11 +101,11 @@ class PendulumRunTest(absltest.TestCase):
     self.assertTrue(loaded["checks"]["bptt_wins_short_horizons"]["holds"])
 
   def test_deterministic(self):
-    again = policy_gradient.run(_tiny(), tempfile.mkdtemp())["results"]
+    again = policy_gradient.run(_tiny(), workdirs.tempdir(self))["results"]
     self.assertEqual(again["records"], self.results["records"])
 
   def test_resume(self):
-    workdir = tempfile.mkdtemp()
+    workdir = workdirs.tempdir(self)
     stopped = policy_gradient.run(_tiny(), workdir, stop_after_step=3)
     self.assertIsNone(stopped["results"])
     self.assertLen(os.listdir(os.path.join(workdir, "cells")), 3)

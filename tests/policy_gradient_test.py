@@ -3,8 +3,6 @@
 import csv
 import json
 import os
-import shutil
-import tempfile
 from unittest import mock
 
 import jax
@@ -42,7 +40,7 @@ class PolicyGradientRunTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp()
+    cls.workdir = workdirs.class_tempdir(cls)
     cls.config = _tiny_config()
     cls.compiled_before = (
       cartpole.train_step._cache_size(),
@@ -53,11 +51,6 @@ class PolicyGradientRunTest(absltest.TestCase):
       cartpole.train_step._cache_size(),
       cartpole.evaluate._cache_size(),
     )
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.workdir, ignore_errors=True)
-    super().tearDownClass()
 
   def test_update_and_evaluation_compile_once(self):
     # Four updates and three evaluations: one compilation of each.

@@ -63,8 +63,8 @@ def _problem_and_chunk(spec):
   return problem, 2 * _UNITS if spec.rows == "pairs" else _UNITS
 
 
+@pytest.mark.slow
 class CoverageTest(parameterized.TestCase):
-  @pytest.mark.slow
   @parameterized.parameters(*rgrad.registry.BUILTIN_NAMES)
   def test_two_stderr_interval_covers_at_its_nominal_rate(self, name):
     spec = rgrad.get_estimator(name)

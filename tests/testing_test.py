@@ -196,6 +196,7 @@ class AssertUnbiasedTest(absltest.TestCase):
       )
 
 
+@pytest.mark.slow
 class CalibrationTest(parameterized.TestCase):
   """Over many seeds: false alarms at the nominal rate, biases caught.
 
@@ -206,7 +207,6 @@ class CalibrationTest(parameterized.TestCase):
   coordinates it is close to alpha).
   """
 
-  @pytest.mark.slow
   @parameterized.parameters("pathwise", "antithetic_pathwise")
   def test_false_alarms_and_detection(self, name):
     seeds = 400

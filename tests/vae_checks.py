@@ -8,13 +8,12 @@ as ``from tests import vae_checks``; the name does not end in ``_test``.
 """
 
 import os
-import shutil
-import tempfile
 from unittest import mock
 
 import numpy as np
 
 from experiments.common import config as config_lib
+from tests.workdirs import class_tempdir
 from tests.workdirs import drop_time
 from tests.workdirs import leaves
 from tests.workdirs import tempdir
@@ -66,14 +65,9 @@ class RunChecks:
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp()
+    cls.workdir = class_tempdir(cls)
     cls.config = cls.make_config(estimator=cls.estimators)
     cls.result = cls.experiment.run(cls.config, cls.workdir)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.workdir, ignore_errors=True)
-    super().tearDownClass()
 
   def test_resume_after_kill_is_bitwise_identical(self):
     name = self.resume_estimator

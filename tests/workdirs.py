@@ -20,6 +20,16 @@ def tempdir(testcase):
   return path
 
 
+def class_tempdir(cls):
+  """A fresh directory, removed when the test class `cls` ends.
+
+  For a run shared by a class's tests, made in its ``setUpClass``.
+  """
+  path = tempfile.mkdtemp()
+  cls.addClassCleanup(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
 def leaves(tree):
   """The leaves of a pytree as NumPy arrays, to compare two runs."""
   return [np.asarray(x) for x in jax.tree.leaves(tree)]

@@ -17,6 +17,22 @@ class ConfigError(ValueError):
   """A config value that the experiment cannot run with."""
 
 
+def batches_fit(
+  config: Any, fields: Sequence[str], num_train: int, unit: str
+) -> None:
+  """Each batch size in `fields` is at most `num_train` training `unit`.
+
+  Raises:
+    ConfigError: naming the first batch larger than the training set.
+  """
+  for field in fields:
+    if config[field] > num_train:
+      raise ConfigError(
+        f"config.{field} ({config[field]}) exceeds the {num_train} training "
+        f"{unit}."
+      )
+
+
 def integer(value: Any, field: str, minimum: int = 1) -> int:
   """An int (NumPy ints too, never a bool) >= `minimum`."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

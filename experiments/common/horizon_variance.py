@@ -4,17 +4,21 @@ r"""What the variance-against-horizon experiments share: checks, figure, files.
 ``experiments.policy_gradient`` (one panel per policy) measure the same
 estimators of :mod:`rgrad.rl` in cells (estimator, setting, T) and report
 the same trade-off; the pieces that do not depend on which setting a panel
-is live here: the config's batching check, the measurement loop over
-resumable cells, the total-propagation and unbiasedness checks, one
-figure panel, and the output files.
+is live here: the config's batching check, one timed cell and the
+measurement loop over resumable cells, the total-propagation and
+unbiasedness checks, one figure panel, the output files and the closing
+report.
 """
 
 import os
+import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from typing import Any
 
+import jax
 import numpy as np
+from absl import logging
 
 from experiments.common import checkpoints
 from experiments.common import config as config_lib
@@ -54,6 +58,28 @@ def batching(config) -> tuple[int, int, int]:
       f"config.batch_size ({batch})."
     )
   return num_samples, chunk_size, batch
+
+
+def timed_cell(
+  name: str, horizon: int, setting: str, records: Callable[[], list]
+) -> dict[str, Any]:
+  """One cell's records and the seconds they took, logged.
+
+  Args:
+    name: the estimator.
+    horizon: the T.
+    setting: the panel's setting as logged (``"radius 0.9"``, a policy).
+    records: measures the cell, ``() -> [record, ...]``.
+
+  Returns:
+    ``{"records": records(), "seconds": float}``, what a cell's ``compute``
+    in :func:`measure_cells` returns.
+  """
+  t0 = time.perf_counter()
+  rows = records()
+  seconds = time.perf_counter() - t0
+  logging.info("[%s] T=%d %s: %.1fs", name, horizon, setting, seconds)
+  return {"records": rows, "seconds": time.perf_counter() - t0}
 
 
 def measure_cells(
@@ -168,3 +194,29 @@ def write(workdir, results, timings, record_fields) -> None:
     os.path.join(workdir, "results.csv"), results["records"], record_fields
   )
   common_outputs.write_json(os.path.join(workdir, "timings.json"), timings)
+
+
+def finish(config, workdir, results, timings, start, outputs) -> None:
+  """A run's closing steps: the figure, the files and the printed summary.
+
+  Args:
+    config: the run's config (``config.plot``: draw the figure).
+    workdir: the run's directory.
+    results: the contents of results.json, with its ``"checks"``.
+    timings: seconds per timing key (:func:`measure_cells`); the wall time
+      since `start` (a ``time.perf_counter()``) and the platform are added.
+    start: when the run started.
+    outputs: the experiment's outputs module, with ``plot(workdir,
+      results)``, ``write(workdir, results, timings)`` and
+      ``table(results)``.
+  """
+  if config.plot and common_outputs.is_writer():
+    logging.info("wrote %s", outputs.plot(workdir, results))
+  timings["wall_time_s"] = time.perf_counter() - start
+  timings["platform"] = jax.devices()[0].platform
+  outputs.write(workdir, results, timings)
+  if common_outputs.is_writer():
+    print(outputs.table(results))
+    for check, value in results["checks"].items():
+      print(f"{check}: {value['holds']}  ({value['expected']})")
+    print(f"wall time {timings['wall_time_s']:.1f}s; outputs in {workdir}")

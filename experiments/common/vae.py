@@ -326,12 +326,9 @@ def check_data_sizes(config: ml_collections.ConfigDict, num_train: int) -> None:
   Raises:
     ConfigError: a batch larger than the training set.
   """
-  for field in ("batch_size", "variance_batch_size"):
-    if config[field] > num_train:
-      raise config_lib.ConfigError(
-        f"config.{field} ({config[field]}) exceeds the {num_train} training "
-        "images."
-      )
+  config_lib.batches_fit(
+    config, ("batch_size", "variance_batch_size"), num_train, "images"
+  )
 
 
 # ---------------------------------------------------------------------------

@@ -89,8 +89,4 @@ def check_data_sizes(config: ml_collections.ConfigDict, num_train: int) -> None:
   Raises:
     ConfigError: a batch larger than the training set.
   """
-  if config.batch_size > num_train:
-    raise config_lib.ConfigError(
-      f"config.batch_size ({config.batch_size}) exceeds the {num_train} "
-      "training points."
-    )
+  config_lib.batches_fit(config, ("batch_size",), num_train, "points")

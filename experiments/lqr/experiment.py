@@ -66,15 +66,10 @@ def _problem(config, rho):
   )
 
 
-def _cell(name, horizon, rho, problem, params, key, exact_fn, parsed):
-  """The records of one (estimator, T, radius) and its seconds."""
-  t0 = time.perf_counter()
+def _records(name, horizon, rho, problem, params, key, exact_fn, parsed):
+  """The records of one (estimator, T, radius)."""
   m = estimators.moments(name, horizon, problem, params, key, parsed)
-  rows = outputs.records(name, horizon, rho, m, exact_fn())
-  logging.info(
-    "[%s] T=%d radius %s: %.1fs", name, horizon, rho, time.perf_counter() - t0
-  )
-  return {"records": rows, "seconds": time.perf_counter() - t0}
+  return outputs.records(name, horizon, rho, m, exact_fn())
 
 
 def run(
@@ -121,14 +116,20 @@ def run(
       f"{name}/T={horizon}",
       f"{name}_T={horizon}_r={rho}",
       functools.partial(
-        _cell,
+        horizon_variance.timed_cell,
         name,
         horizon,
-        rho,
-        *problems[rho],
-        jax.random.fold_in(jax.random.fold_in(key, i), j),
-        exacts[(rho, horizon)],
-        parsed,
+        f"radius {rho}",
+        functools.partial(
+          _records,
+          name,
+          horizon,
+          rho,
+          *problems[rho],
+          jax.random.fold_in(jax.random.fold_in(key, i), j),
+          exacts[(rho, horizon)],
+          parsed,
+        ),
       ),
     )
     for j, horizon in enumerate(parsed["horizons"])
@@ -157,15 +158,5 @@ def run(
   }
   results["summary"] = outputs.summary(results)
   results["checks"] = outputs.checks(results)
-  if config.plot and common_outputs.is_writer():
-    path = outputs.plot(workdir, results)
-    logging.info("wrote %s", path)
-  timings["wall_time_s"] = time.perf_counter() - start
-  timings["platform"] = jax.devices()[0].platform
-  outputs.write(workdir, results, timings)
-  if common_outputs.is_writer():
-    print(outputs.table(results))
-    for check, value in results["checks"].items():
-      print(f"{check}: {value['holds']}  ({value['expected']})")
-    print(f"wall time {timings['wall_time_s']:.1f}s; outputs in {workdir}")
+  horizon_variance.finish(config, workdir, results, timings, start, outputs)
   return results

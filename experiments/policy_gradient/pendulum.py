@@ -72,7 +72,6 @@ from absl import logging
 from experiments.common import checkpoints
 from experiments.common import config as config_lib
 from experiments.common import horizon_variance
-from experiments.common import outputs as common_outputs
 from experiments.common import policy_moments
 from experiments.policy_gradient import pendulum_outputs as outputs
 from rgrad import rl
@@ -180,9 +179,8 @@ def validate_config(
   }
 
 
-def _cell(name, policy, horizon, params, key, parsed):
-  """The records of one (estimator, policy, T) and its seconds."""
-  t0 = time.perf_counter()
+def _records(name, policy, horizon, params, key, parsed):
+  """The records of one (estimator, policy, T)."""
   m = policy_moments.moments(
     gradients,
     name,
@@ -193,10 +191,7 @@ def _cell(name, policy, horizon, params, key, parsed):
     chunk_size=parsed["chunk_size"],
     batch_size=parsed["batch_size"] if name in BATCHED else 1,
   )
-  rows = outputs.records(name, policy, horizon, m)
-  seconds = time.perf_counter() - t0
-  logging.info("[%s] T=%d %s: %.1fs", name, horizon, policy, seconds)
-  return {"records": rows, "seconds": time.perf_counter() - t0}
+  return outputs.records(name, policy, horizon, m)
 
 
 def run(
@@ -230,15 +225,21 @@ def run(
       f"{name}/T={horizon}",
       f"{name}_T={horizon}_{policy}",
       functools.partial(
-        _cell,
+        horizon_variance.timed_cell,
         name,
-        policy,
         horizon,
-        policy_params(weights, parsed["sigma"]),
-        jax.random.fold_in(
-          jax.random.fold_in(jax.random.fold_in(key, i), j), e
+        policy,
+        functools.partial(
+          _records,
+          name,
+          policy,
+          horizon,
+          policy_params(weights, parsed["sigma"]),
+          jax.random.fold_in(
+            jax.random.fold_in(jax.random.fold_in(key, i), j), e
+          ),
+          parsed,
         ),
-        parsed,
       ),
     )
     for j, horizon in enumerate(parsed["horizons"])
@@ -251,14 +252,5 @@ def run(
     return None
   records, timings = measured
   results = outputs.results(config, parsed, records)
-  if config.plot and common_outputs.is_writer():
-    logging.info("wrote %s", outputs.plot(workdir, results))
-  timings["wall_time_s"] = time.perf_counter() - start
-  timings["platform"] = jax.devices()[0].platform
-  outputs.write(workdir, results, timings)
-  if common_outputs.is_writer():
-    print(outputs.table(results))
-    for check, value in results["checks"].items():
-      print(f"{check}: {value['holds']}  ({value['expected']})")
-    print(f"wall time {timings['wall_time_s']:.1f}s; outputs in {workdir}")
+  horizon_variance.finish(config, workdir, results, timings, start, outputs)
   return results
