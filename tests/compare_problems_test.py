@@ -145,7 +145,6 @@ class CompareOnProblemsTest(parameterized.TestCase):
       chunk_size=chunk_size,
       reference=reference,
       num_timing_repeats=1,
-      timing_chunks=1,
     )
     (stats,) = result.estimators
     self.assertEqual(stats.name, estimator)
