@@ -408,6 +408,20 @@ def _host_value(x: Any) -> Any:
   return np.asarray(x)
 
 
+def _engine_args(
+  chunk_fn: Any, num_samples: Any, chunk_size: Any, mesh: Any, name: str
+) -> tuple[int, int]:
+  """The checks of :func:`moments` and :func:`compile_moments`; the sizes."""
+  _internal.check_callable(chunk_fn, "chunk_fn", name)
+  num_samples = _internal.check_int(num_samples, name)
+  chunk_size = min(
+    _internal.check_int(chunk_size, name, what="chunk_size"), num_samples
+  )
+  if mesh is not None and len(mesh.axis_names) != 1:
+    raise ValueError(f"{name}: mesh must be 1-d, got axes {mesh.axis_names}.")
+  return num_samples, chunk_size
+
+
 def moments(
   chunk_fn: ChunkFn,
   key: chex.PRNGKey,
@@ -456,14 +470,9 @@ def moments(
     ValueError: counts < 1, or a ``chunk_fn`` output that is not a pytree of
       floating arrays with a leading axis of the chunk size.
   """
-  name = "moments"
-  _internal.check_callable(chunk_fn, "chunk_fn", name)
-  num_samples = _internal.check_int(num_samples, name)
-  chunk_size = min(
-    _internal.check_int(chunk_size, name, what="chunk_size"), num_samples
+  num_samples, chunk_size = _engine_args(
+    chunk_fn, num_samples, chunk_size, mesh, "moments"
   )
-  if mesh is not None and len(mesh.axis_names) != 1:
-    raise ValueError(f"{name}: mesh must be 1-d, got axes {mesh.axis_names}.")
   if jax.process_count() > 1:
     key, args = jax.tree.map(_host_value, (key, args))
   sums = stream_moments(
@@ -647,11 +656,8 @@ def compile_moments(
     ValueError: counts < 1, or a ``chunk_fn`` output that is not a pytree of
       floating arrays with a leading axis of the chunk size.
   """
-  name = "compile_moments"
-  _internal.check_callable(chunk_fn, "chunk_fn", name)
-  num_samples = _internal.check_int(num_samples, name)
-  chunk_size = min(
-    _internal.check_int(chunk_size, name, what="chunk_size"), num_samples
+  num_samples, chunk_size = _engine_args(
+    chunk_fn, num_samples, chunk_size, mesh, "compile_moments"
   )
   multi_process = jax.process_count() > 1
   if multi_process:

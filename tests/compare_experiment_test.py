@@ -26,6 +26,20 @@ def _tiny_config():
   return config
 
 
+def _run_user_problem(config, module: str, source: str):
+  """Runs the command on ``module:make_problem``, a user's file of `source`."""
+  with tempfile.TemporaryDirectory() as d:
+    with open(os.path.join(d, module + ".py"), "w") as f:
+      f.write(source)
+    sys.path.insert(0, d)
+    try:
+      config.problem = f"{module}:make_problem"
+      return compare_experiment.run(config, os.path.join(d, "workdir"))
+    finally:
+      sys.path.remove(d)
+      sys.modules.pop(module, None)
+
+
 class FourDevicesTest(absltest.TestCase):
   def test_command_on_four_devices_gives_the_one_device_numbers(self):
     # The command line, as a user runs it, in a subprocess with four CPU
@@ -117,24 +131,17 @@ class CompareExperimentTest(absltest.TestCase):
       self.assertLess(e["max_abs_bias_z"], 5.0, e["name"])
 
   def test_exact_reference_missing(self):
-    with tempfile.TemporaryDirectory() as d:
-      with open(os.path.join(d, "no_gradient_problem.py"), "w") as f:
-        f.write(
-          "from experiments.configs import compare_problems\n"
-          "def make_problem():\n"
-          "  return compare_problems.gaussian_quadratic(dim=3)\n"
-        )
-      sys.path.insert(0, d)
-      try:
-        config = _tiny_config()
-        config.problem = "no_gradient_problem:make_problem"
-        config.reference = "exact"
-        with self.assertRaisesRegex(
-          ConfigError, "needs make_problem_gradient.*'lowest_variance_100x'"
-        ):
-          compare_experiment.run(config, "/tmp/unused")
-      finally:
-        sys.path.remove(d)
+    source = (
+      "from experiments.configs import compare_problems\n"
+      "def make_problem():\n"
+      "  return compare_problems.gaussian_quadratic(dim=3)\n"
+    )
+    config = _tiny_config()
+    config.reference = "exact"
+    with self.assertRaisesRegex(
+      ConfigError, "needs make_problem_gradient.*'lowest_variance_100x'"
+    ):
+      _run_user_problem(config, "no_gradient_problem", source)
 
   def test_reference_that_cannot_be_imported(self):
     config = _tiny_config()
@@ -146,37 +153,21 @@ class CompareExperimentTest(absltest.TestCase):
 
   def test_problem_that_fails_on_import(self):
     # A user's file with an error in it: the error is named, not hidden.
-    with tempfile.TemporaryDirectory() as d:
-      with open(os.path.join(d, "broken_problem.py"), "w") as f:
-        f.write("import numpy\nraise RuntimeError('typo in my problem')\n")
-      sys.path.insert(0, d)
-      try:
-        config = _tiny_config()
-        config.problem = "broken_problem:make_problem"
-        with self.assertRaisesRegex(
-          ConfigError, "cannot import 'broken_problem'.*typo in my problem"
-        ):
-          compare_experiment.run(config, "/tmp/unused")
-      finally:
-        sys.path.remove(d)
+    source = "import numpy\nraise RuntimeError('typo in my problem')\n"
+    with self.assertRaisesRegex(
+      ConfigError, "cannot import 'broken_problem'.*typo in my problem"
+    ):
+      _run_user_problem(_tiny_config(), "broken_problem", source)
 
   def test_cost_that_is_not_scalar(self):
-    with tempfile.TemporaryDirectory() as d:
-      with open(os.path.join(d, "vector_problem.py"), "w") as f:
-        f.write(
-          "import jax.numpy as jnp\nimport rgrad\n"
-          "def make_problem():\n"
-          "  return (lambda x: x, {'loc': jnp.zeros(3), 'scale': jnp.ones(3)},"
-          " lambda p: rgrad.Normal(p['loc'], p['scale']))\n"
-        )
-      sys.path.insert(0, d)
-      try:
-        config = _tiny_config()
-        config.problem = "vector_problem:make_problem"
-        with self.assertRaisesRegex(ValueError, "must return a scalar"):
-          compare_experiment.run(config, "/tmp/unused")
-      finally:
-        sys.path.remove(d)
+    source = (
+      "import jax.numpy as jnp\nimport rgrad\n"
+      "def make_problem():\n"
+      "  return (lambda x: x, {'loc': jnp.zeros(3), 'scale': jnp.ones(3)},"
+      " lambda p: rgrad.Normal(p['loc'], p['scale']))\n"
+    )
+    with self.assertRaisesRegex(ValueError, "must return a scalar"):
+      _run_user_problem(_tiny_config(), "vector_problem", source)
 
   def test_unknown_estimator(self):
     config = _tiny_config()

@@ -243,14 +243,18 @@ class BiasedAndSkippedTest(absltest.TestCase):
     self.assertIn("biased", result.table())
 
 
+def _compare_problem(key, **kwargs):
+  """rgrad.compare on the cosine problem."""
+  return rgrad.compare(
+    _PROBLEM.function, _PROBLEM.params, _PROBLEM.dist_builder, key, **kwargs
+  )
+
+
 class CompileAndReferenceTest(absltest.TestCase):
   def test_one_compilation_per_estimator(self):
     messages = []
     with self.assertLogs(level="WARNING") as logs, jax.log_compiles():
-      rgrad.compare(
-        _PROBLEM.function,
-        _PROBLEM.params,
-        _PROBLEM.dist_builder,
+      _compare_problem(
         jax.random.key(3),
         estimators=("pathwise", "score_function"),
         num_samples=4_000,
@@ -272,10 +276,7 @@ class CompileAndReferenceTest(absltest.TestCase):
   def test_reference_at_100x(self):
     # The lowest-variance unbiased estimator (pathwise) at 100x: its SE is
     # 10x below the compared ones', so z is the bias over the combined SE.
-    result = rgrad.compare(
-      _PROBLEM.function,
-      _PROBLEM.params,
-      _PROBLEM.dist_builder,
+    result = _compare_problem(
       jax.random.key(4),
       estimators=("pathwise", "score_function"),
       num_samples=2_000,
@@ -289,10 +290,7 @@ class CompileAndReferenceTest(absltest.TestCase):
       self.assertLess(e.max_abs_bias_z, 5.0, e.name)
     # A reference that is 10% off is seen: rerun against a wrong exact one.
     wrong = jax.tree.map(lambda g: 1.1 * g + 0.1, _PROBLEM.gradient)
-    biased = rgrad.compare(
-      _PROBLEM.function,
-      _PROBLEM.params,
-      _PROBLEM.dist_builder,
+    biased = _compare_problem(
       jax.random.key(4),
       estimators=("pathwise",),
       num_samples=2_000,
@@ -305,10 +303,7 @@ class CompileAndReferenceTest(absltest.TestCase):
 
   def test_few_units_flagged(self):
     # 4 leave-one-out batches of 500: 4 independent units, flagged.
-    result = rgrad.compare(
-      _PROBLEM.function,
-      _PROBLEM.params,
-      _PROBLEM.dist_builder,
+    result = _compare_problem(
       jax.random.key(6),
       estimators=("leave_one_out", "pathwise"),
       num_samples=2_000,
@@ -330,10 +325,7 @@ class CompileAndReferenceTest(absltest.TestCase):
     self.assertEqual(_compare_module.num_blocks(1, 1), 1)
 
   def test_extra_blocks_time_a_single_chunk(self):
-    result = rgrad.compare(
-      _PROBLEM.function,
-      _PROBLEM.params,
-      _PROBLEM.dist_builder,
+    result = _compare_problem(
       jax.random.key(5),
       estimators=("pathwise",),
       num_samples=500,
